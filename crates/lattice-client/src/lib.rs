@@ -1,0 +1,307 @@
+//! HTTP client for Lattice's REST API (`/api/v1`). The CLI and the agent talk to the control
+//! plane only through this crate.
+//!
+//! A client holds one or more endpoint URLs; a request that cannot reach an endpoint, or that
+//! gets `503 Service Unavailable` (no leader yet), is retried on the next one until `retry_for`
+//! runs out.
+
+mod error;
+
+use std::time::{Duration, Instant};
+
+use lattice_core::agent::{HeartbeatRequest, HeartbeatResponse, WorkRequest, WorkResponse};
+use lattice_core::submit::SubmitRequest;
+use lattice_core::{AllocId, Allocation, Node, NodeRegistration};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use error::{ClientError, ErrorBody};
+
+/// One page of `GET /api/v1/allocations`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AllocationPage {
+    pub allocations: Vec<Allocation>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeList {
+    pub nodes: Vec<Node>,
+}
+
+/// Query of `GET /api/v1/allocations`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ListQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vcluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    endpoints: Vec<String>,
+    http: reqwest::Client,
+    retry_for: Duration,
+}
+
+impl Client {
+    /// `endpoints`: base URLs such as `http://127.0.0.1:8080` (a comma-separated list is split).
+    pub fn new<S: AsRef<str>>(endpoints: &[S]) -> Result<Self, ClientError> {
+        let endpoints: Vec<String> = endpoints
+            .iter()
+            .flat_map(|e| e.as_ref().split(','))
+            .map(|e| e.trim().trim_end_matches('/').to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            return Err(ClientError::Config("no endpoint given".into()));
+        }
+        for e in &endpoints {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(ClientError::Config(format!(
+                    "endpoint {e:?} must start with http:// or https://"
+                )));
+            }
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        Ok(Client {
+            endpoints,
+            http,
+            retry_for: Duration::from_secs(10),
+        })
+    }
+
+    /// How long to keep retrying unreachable endpoints and 503 answers (default 10 s).
+    pub fn with_retry_for(mut self, d: Duration) -> Self {
+        self.retry_for = d;
+        self
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&dyn erased::Query>,
+        body: Option<&serde_json::Value>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, ClientError> {
+        let deadline = Instant::now() + self.retry_for;
+        let mut attempt = 0usize;
+        loop {
+            let base = &self.endpoints[attempt % self.endpoints.len()];
+            attempt += 1;
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{base}{path}"))
+                .timeout(timeout);
+            if let Some(q) = query {
+                req = q.apply(req);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let retryable = match req.send().await {
+                Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    if Instant::now() >= deadline {
+                        return Err(ClientError::from_response(resp).await);
+                    }
+                    true
+                }
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) => return Err(ClientError::from_response(resp).await),
+                Err(e) if e.is_connect() || e.is_timeout() => {
+                    if Instant::now() >= deadline {
+                        return Err(ClientError::Transport(format!("{base}: {e}")));
+                    }
+                    true
+                }
+                Err(e) => return Err(ClientError::Transport(format!("{base}: {e}"))),
+            };
+            if retryable && attempt % self.endpoints.len() == 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&dyn erased::Query>,
+        body: Option<&serde_json::Value>,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let resp = self.send(method, path, query, body, timeout).await?;
+        resp.json::<T>()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(30);
+
+    pub async fn submit(&self, req: &SubmitRequest) -> Result<Allocation, ClientError> {
+        let body = serde_json::to_value(req).map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.json(
+            Method::POST,
+            "/api/v1/allocations",
+            None,
+            Some(&body),
+            Self::TIMEOUT,
+        )
+        .await
+    }
+
+    pub async fn list_allocations(&self, q: &ListQuery) -> Result<AllocationPage, ClientError> {
+        self.json(
+            Method::GET,
+            "/api/v1/allocations",
+            Some(q),
+            None,
+            Self::TIMEOUT,
+        )
+        .await
+    }
+
+    /// Every allocation matching `q`, following cursors.
+    pub async fn list_all_allocations(
+        &self,
+        q: &ListQuery,
+    ) -> Result<Vec<Allocation>, ClientError> {
+        let mut q = q.clone();
+        let mut out = Vec::new();
+        loop {
+            let page = self.list_allocations(&q).await?;
+            out.extend(page.allocations);
+            match page.next_cursor {
+                Some(c) => q.cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    pub async fn get_allocation(&self, id: AllocId) -> Result<Allocation, ClientError> {
+        let path = format!("/api/v1/allocations/{id}");
+        self.json(Method::GET, &path, None, None, Self::TIMEOUT)
+            .await
+    }
+
+    pub async fn cancel(&self, id: AllocId) -> Result<Allocation, ClientError> {
+        let path = format!("/api/v1/allocations/{id}");
+        self.json(Method::DELETE, &path, None, None, Self::TIMEOUT)
+            .await
+    }
+
+    /// The allocation's output; `stream` is `stdout` or `stderr`.
+    pub async fn logs(&self, id: AllocId, stream: &str) -> Result<String, ClientError> {
+        let path = format!("/api/v1/allocations/{id}/logs");
+        let q = [("stream", stream)];
+        let resp = self
+            .send(Method::GET, &path, Some(&q), None, Self::TIMEOUT)
+            .await?;
+        resp.text()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<Node>, ClientError> {
+        let list: NodeList = self
+            .json(Method::GET, "/api/v1/nodes", None, None, Self::TIMEOUT)
+            .await?;
+        Ok(list.nodes)
+    }
+
+    pub async fn node(&self, id: &str) -> Result<Node, ClientError> {
+        let path = format!("/api/v1/nodes/{id}");
+        self.json(Method::GET, &path, None, None, Self::TIMEOUT)
+            .await
+    }
+
+    pub async fn drain(&self, id: &str, reason: Option<&str>) -> Result<Node, ClientError> {
+        let path = format!("/api/v1/nodes/{id}/drain");
+        let body = serde_json::json!({ "reason": reason });
+        self.json(Method::POST, &path, None, Some(&body), Self::TIMEOUT)
+            .await
+    }
+
+    pub async fn undrain(&self, id: &str) -> Result<Node, ClientError> {
+        let path = format!("/api/v1/nodes/{id}/undrain");
+        self.json(Method::POST, &path, None, None, Self::TIMEOUT)
+            .await
+    }
+
+    pub async fn health(&self) -> Result<serde_json::Value, ClientError> {
+        self.json(Method::GET, "/healthz", None, None, Self::TIMEOUT)
+            .await
+    }
+
+    // ---- agent protocol ----
+
+    pub async fn register(&self, reg: &NodeRegistration) -> Result<Node, ClientError> {
+        let body = serde_json::to_value(reg).map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.json(
+            Method::POST,
+            "/api/v1/agent/register",
+            None,
+            Some(&body),
+            Self::TIMEOUT,
+        )
+        .await
+    }
+
+    pub async fn heartbeat(&self, hb: &HeartbeatRequest) -> Result<HeartbeatResponse, ClientError> {
+        let body = serde_json::to_value(hb).map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.json(
+            Method::POST,
+            "/api/v1/agent/heartbeat",
+            None,
+            Some(&body),
+            Self::TIMEOUT,
+        )
+        .await
+    }
+
+    /// Long-polls for the work of `req.nodes`; waits up to `req.wait_ms` on the server.
+    pub async fn work(&self, req: &WorkRequest) -> Result<WorkResponse, ClientError> {
+        let body = serde_json::to_value(req).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let timeout = Duration::from_millis(req.wait_ms) + Self::TIMEOUT;
+        self.json(
+            Method::POST,
+            "/api/v1/agent/work",
+            None,
+            Some(&body),
+            timeout,
+        )
+        .await
+    }
+}
+
+mod erased {
+    /// Object-safe "something that can be a query string".
+    pub trait Query: Sync {
+        fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder;
+    }
+    impl<T: serde::Serialize + Sync> Query for T {
+        fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+            req.query(self)
+        }
+    }
+}

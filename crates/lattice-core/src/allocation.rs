@@ -1,0 +1,171 @@
+//! Allocations: a user's request for whole nodes to run one command ([`AllocationSpec`]) and
+//! the record the cluster keeps of it ([`Allocation`]).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::node::NodeId;
+use crate::time::Timestamp;
+
+/// Allocation IDs are positive integers assigned by the state machine in commit order.
+pub type AllocId = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllocState {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl AllocState {
+    pub const ALL: [AllocState; 5] = [
+        AllocState::Pending,
+        AllocState::Running,
+        AllocState::Completed,
+        AllocState::Failed,
+        AllocState::Cancelled,
+    ];
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            AllocState::Completed | AllocState::Failed | AllocState::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllocState::Pending => "pending",
+            AllocState::Running => "running",
+            AllocState::Completed => "completed",
+            AllocState::Failed => "failed",
+            AllocState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AllocState> {
+        AllocState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for AllocState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a node must offer for an allocation to be placed on it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Constraints {
+    /// Every listed feature must be present on the node.
+    #[serde(default)]
+    pub features: Vec<String>,
+    /// GPU model, matched case-insensitively as a substring of the node's GPU model.
+    #[serde(default)]
+    pub gpu_type: Option<String>,
+    #[serde(default)]
+    pub min_gpus: Option<u32>,
+    #[serde(default)]
+    pub min_memory_gb: Option<u64>,
+    #[serde(default)]
+    pub min_cpus: Option<u32>,
+}
+
+/// A validated submission, with every default filled in. Built by [`crate::submit`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationSpec {
+    pub name: String,
+    pub tenant: String,
+    pub vcluster: String,
+    pub user: String,
+    /// argv to execute; exactly one of `command` and `script` is set.
+    pub command: Option<Vec<String>>,
+    /// Script text run with `/bin/sh`.
+    pub script: Option<String>,
+    pub nodes: u32,
+    pub walltime_seconds: u64,
+    pub priority: u8,
+    pub constraints: Constraints,
+    pub env: BTreeMap<String, String>,
+}
+
+/// The cluster's record of an allocation. Serialized as-is in the API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    pub id: AllocId,
+    pub name: String,
+    pub tenant: String,
+    pub vcluster: String,
+    pub user: String,
+    pub command: Option<Vec<String>>,
+    pub script: Option<String>,
+    pub nodes: u32,
+    pub walltime_seconds: u64,
+    pub priority: u8,
+    pub constraints: Constraints,
+    pub env: BTreeMap<String, String>,
+
+    pub state: AllocState,
+    /// Nodes the allocation was placed on, in rank order (empty while pending).
+    pub assigned_nodes: Vec<NodeId>,
+    pub submitted_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    /// First non-zero exit code of any rank, else 0 once every rank exited.
+    pub exit_code: Option<i32>,
+    /// Why it is pending (`resources`, `unsatisfiable`) or why it failed / was cancelled
+    /// (`exit_code`, `signal`, `walltime`, `node_lost`, `launch_failed`, `cancelled`).
+    pub reason: Option<String>,
+    /// Human-readable detail for `reason`.
+    pub reason_detail: Option<String>,
+    /// Exit code reported by each rank's node (a negative value is a signal number, negated).
+    pub node_exit_codes: BTreeMap<NodeId, i32>,
+}
+
+impl Allocation {
+    pub fn new(id: AllocId, spec: AllocationSpec, now: Timestamp) -> Self {
+        Allocation {
+            id,
+            name: spec.name,
+            tenant: spec.tenant,
+            vcluster: spec.vcluster,
+            user: spec.user,
+            command: spec.command,
+            script: spec.script,
+            nodes: spec.nodes,
+            walltime_seconds: spec.walltime_seconds,
+            priority: spec.priority,
+            constraints: spec.constraints,
+            env: spec.env,
+            state: AllocState::Pending,
+            assigned_nodes: Vec::new(),
+            submitted_at: now,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            reason: None,
+            reason_detail: None,
+            node_exit_codes: BTreeMap::new(),
+        }
+    }
+
+    /// Moves the allocation to a terminal state with its reason.
+    pub(crate) fn finish(
+        &mut self,
+        state: AllocState,
+        now: Timestamp,
+        reason: Option<&str>,
+        detail: Option<String>,
+    ) {
+        debug_assert!(state.is_terminal());
+        self.state = state;
+        self.finished_at = Some(now);
+        self.reason = reason.map(str::to_string);
+        self.reason_detail = detail;
+    }
+}

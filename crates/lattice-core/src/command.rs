@@ -1,0 +1,96 @@
+//! The Raft log's vocabulary: every change to cluster state is one [`Command`].
+//!
+//! Variants are only ever appended; none is renamed, reordered or reused (the log on disk is
+//! encoded by variant index). Every variant carries `now`, the leader's clock at proposal time,
+//! so that `apply` never reads a clock.
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::ExitReport;
+use crate::allocation::{AllocId, Allocation, AllocationSpec};
+use crate::error::Rejection;
+use crate::node::{Node, NodeId, NodeRegistration};
+use crate::scheduler::Plan;
+use crate::time::Timestamp;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A user submitted an allocation; the state machine assigns its ID.
+    SubmitAllocation {
+        now: Timestamp,
+        spec: AllocationSpec,
+    },
+    /// Cancel a pending or running allocation.
+    CancelAllocation {
+        now: Timestamp,
+        id: AllocId,
+        by: String,
+    },
+    /// An agent (re-)registered a node. Drain state survives re-registration.
+    RegisterNode {
+        now: Timestamp,
+        registration: NodeRegistration,
+    },
+    /// An operator drains or undrains a node.
+    SetNodeDrain {
+        now: Timestamp,
+        node_id: NodeId,
+        drain: bool,
+        reason: Option<String>,
+    },
+    /// One scheduling cycle's placements and pending reasons, re-validated on apply.
+    ApplyPlan { now: Timestamp, plan: Plan },
+    /// Agents report allocation processes that are gone from their nodes.
+    ReportExits {
+        now: Timestamp,
+        reports: Vec<ExitReport>,
+    },
+    /// The leader's failure detector: nodes whose heartbeats stopped, and nodes heard from again.
+    SetNodeLiveness {
+        now: Timestamp,
+        down: Vec<NodeId>,
+        up: Vec<NodeId>,
+    },
+}
+
+impl Command {
+    /// Short, bounded name of the variant (for logs and metrics labels).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::SubmitAllocation { .. } => "submit_allocation",
+            Command::CancelAllocation { .. } => "cancel_allocation",
+            Command::RegisterNode { .. } => "register_node",
+            Command::SetNodeDrain { .. } => "set_node_drain",
+            Command::ApplyPlan { .. } => "apply_plan",
+            Command::ReportExits { .. } => "report_exits",
+            Command::SetNodeLiveness { .. } => "set_node_liveness",
+        }
+    }
+}
+
+/// What a plan's apply did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanOutcome {
+    pub placed: Vec<AllocId>,
+    /// Placements refused by re-validation, with the reason.
+    pub rejected: Vec<(AllocId, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandOutcome {
+    Allocation(Box<Allocation>),
+    Node(Box<Node>),
+    Plan(PlanOutcome),
+    Reports {
+        applied: u32,
+        ignored: u32,
+    },
+    Liveness {
+        changed: u32,
+    },
+    /// Raft-internal entries (blank, membership) carry no command.
+    Nothing,
+}
+
+/// The response of applying one command: an outcome or a business rejection.
+pub type CommandResult = Result<CommandOutcome, Rejection>;

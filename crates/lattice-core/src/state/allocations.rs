@@ -1,0 +1,121 @@
+//! Apply handlers for the allocation lifecycle: submit, cancel, and agents' exit reports.
+
+use crate::agent::{ExitOutcome, ExitReport};
+use crate::allocation::{AllocId, AllocState, Allocation, AllocationSpec};
+use crate::command::{CommandOutcome, CommandResult};
+use crate::error::Rejection;
+use crate::state::ClusterState;
+use crate::time::Timestamp;
+
+impl ClusterState {
+    pub(super) fn submit(&mut self, now: Timestamp, spec: &AllocationSpec) -> CommandResult {
+        let id = self.next_allocation_id;
+        self.next_allocation_id += 1;
+        let alloc = Allocation::new(id, spec.clone(), now);
+        self.allocations.insert(id, alloc.clone());
+        self.pending.insert(id);
+        *self.state_counts.entry(AllocState::Pending).or_default() += 1;
+        Ok(CommandOutcome::Allocation(Box::new(alloc)))
+    }
+
+    pub(super) fn cancel(&mut self, now: Timestamp, id: AllocId, by: &str) -> CommandResult {
+        let a = self
+            .allocations
+            .get(&id)
+            .ok_or_else(|| Rejection::not_found("allocation", id))?;
+        if a.state.is_terminal() {
+            return Err(Rejection::conflict(format!(
+                "allocation {id} is already {}",
+                a.state
+            )));
+        }
+        self.set_state(id, AllocState::Cancelled);
+        if let Some(a) = self.allocations.get_mut(&id) {
+            a.finish(
+                AllocState::Cancelled,
+                now,
+                Some("cancelled"),
+                Some(format!("cancelled by {by}")),
+            );
+        }
+        // Nodes keep the allocation until their agents report its processes gone.
+        self.touch_nodes_of(id);
+        Ok(CommandOutcome::Allocation(Box::new(
+            self.allocations[&id].clone(),
+        )))
+    }
+
+    /// Applies exit reports. Stale or duplicate reports (the node no longer holds the
+    /// allocation) are ignored, so agents can safely resend after a lost answer.
+    pub(super) fn report_exits(
+        &mut self,
+        now: Timestamp,
+        reports: &[ExitReport],
+    ) -> CommandOutcome {
+        let (mut applied, mut ignored) = (0, 0);
+        for r in reports {
+            if self.report_exit(now, r) {
+                applied += 1;
+            } else {
+                ignored += 1;
+            }
+        }
+        CommandOutcome::Reports { applied, ignored }
+    }
+
+    fn report_exit(&mut self, now: Timestamp, r: &ExitReport) -> bool {
+        let id = r.allocation_id;
+        if !self.allocations.contains_key(&id) || !self.release(&r.node_id, id) {
+            return false;
+        }
+        let a = self.allocations.get_mut(&id).expect("checked above");
+        let code = match (r.exit_code, r.signal) {
+            (Some(c), _) => c,
+            (None, Some(sig)) => -sig,
+            (None, None) => -1,
+        };
+        a.node_exit_codes.insert(r.node_id.clone(), code);
+        if a.state != AllocState::Running {
+            // Already cancelled / failed: the report only frees the node.
+            return true;
+        }
+        let failure = match r.outcome {
+            ExitOutcome::Walltime => Some((
+                "walltime",
+                format!("killed at walltime of {}s", a.walltime_seconds),
+            )),
+            ExitOutcome::LaunchFailed => Some((
+                "launch_failed",
+                r.message
+                    .clone()
+                    .unwrap_or_else(|| "could not start".into()),
+            )),
+            ExitOutcome::Stopped => Some((
+                "stopped",
+                r.message
+                    .clone()
+                    .unwrap_or_else(|| "stopped by the agent".into()),
+            )),
+            ExitOutcome::Exited => match (r.exit_code, r.signal) {
+                (Some(0), _) => None,
+                (Some(c), _) => Some(("exit_code", format!("exit code {c} on {}", r.node_id))),
+                (None, Some(s)) => {
+                    Some(("signal", format!("killed by signal {s} on {}", r.node_id)))
+                }
+                (None, None) => Some(("exit_code", format!("unknown exit on {}", r.node_id))),
+            },
+        };
+        if let Some((reason, detail)) = failure {
+            a.exit_code = Some(code);
+            a.finish(AllocState::Failed, now, Some(reason), Some(detail));
+            self.set_state(id, AllocState::Failed);
+            // Stop the remaining ranks.
+            self.touch_nodes_of(id);
+        } else if a.node_exit_codes.len() >= a.assigned_nodes.len() {
+            a.exit_code = Some(0);
+            a.finish(AllocState::Completed, now, None, None);
+            self.set_state(id, AllocState::Completed);
+        }
+        true
+    }
+}

@@ -1,0 +1,89 @@
+//! Apply handler for a scheduling cycle's [`Plan`]. Every placement is re-validated against the
+//! state at commit time, so a plan computed from a slightly older snapshot can never
+//! double-book a node or place work on a node that was drained or lost meanwhile.
+
+use std::collections::BTreeSet;
+
+use crate::allocation::AllocState;
+use crate::command::{CommandOutcome, PlanOutcome};
+use crate::scheduler::{Placement, Plan};
+use crate::state::ClusterState;
+use crate::time::Timestamp;
+
+impl ClusterState {
+    pub(super) fn apply_plan(&mut self, now: Timestamp, plan: &Plan) -> CommandOutcome {
+        let mut out = PlanOutcome::default();
+        let mut taken = BTreeSet::new();
+        for p in &plan.placements {
+            match self.check_placement(p, &taken) {
+                Ok(()) => {
+                    taken.extend(p.nodes.iter().cloned());
+                    self.place(now, p);
+                    out.placed.push(p.allocation);
+                }
+                Err(why) => out.rejected.push((p.allocation, why)),
+            }
+        }
+        for (id, reason, detail) in &plan.reasons {
+            if let Some(a) = self.allocations.get_mut(id) {
+                if a.state == AllocState::Pending {
+                    a.reason = Some(reason.clone());
+                    a.reason_detail = detail.clone();
+                }
+            }
+        }
+        CommandOutcome::Plan(out)
+    }
+
+    fn check_placement(&self, p: &Placement, taken: &BTreeSet<String>) -> Result<(), String> {
+        let a = self
+            .allocations
+            .get(&p.allocation)
+            .ok_or_else(|| "unknown allocation".to_string())?;
+        if a.state != AllocState::Pending {
+            return Err(format!("allocation is {}", a.state));
+        }
+        if p.nodes.len() != a.nodes as usize {
+            return Err(format!(
+                "needs {} nodes, plan gives {}",
+                a.nodes,
+                p.nodes.len()
+            ));
+        }
+        let distinct: BTreeSet<_> = p.nodes.iter().collect();
+        if distinct.len() != p.nodes.len() {
+            return Err("a node appears twice".into());
+        }
+        for nid in &p.nodes {
+            let n = self
+                .nodes
+                .get(nid)
+                .ok_or_else(|| format!("unknown node {nid}"))?;
+            if !n.is_free() || taken.contains(nid) {
+                return Err(format!("node {nid} is not free ({})", n.state));
+            }
+            if !n.satisfies(&a.constraints) {
+                return Err(format!("node {nid} does not satisfy the constraints"));
+            }
+        }
+        Ok(())
+    }
+
+    fn place(&mut self, now: Timestamp, p: &Placement) {
+        let revision = self.revision;
+        for nid in &p.nodes {
+            if let Some(n) = self.nodes.get_mut(nid) {
+                n.allocations.insert(p.allocation);
+                n.work_revision = revision;
+                n.refresh_state();
+            }
+        }
+        if let Some(a) = self.allocations.get_mut(&p.allocation) {
+            a.assigned_nodes = p.nodes.clone();
+            a.started_at = Some(now);
+            a.reason = None;
+            a.reason_detail = None;
+        }
+        self.set_state(p.allocation, AllocState::Running);
+    }
+}

@@ -1,0 +1,106 @@
+//! Read-side helpers over [`ClusterState`]: filtered allocation pages and the work assigned to
+//! a set of nodes.
+
+use crate::agent::{Assignment, Desired, WorkResponse};
+use crate::allocation::{AllocId, AllocState, Allocation};
+use crate::node::NodeId;
+use crate::state::ClusterState;
+
+/// Filters of `GET /api/v1/allocations`. `after` is the cursor: the last ID of the previous page.
+#[derive(Clone, Debug, Default)]
+pub struct AllocationFilter {
+    pub state: Option<AllocState>,
+    pub tenant: Option<String>,
+    pub user: Option<String>,
+    pub vcluster: Option<String>,
+    pub after: Option<AllocId>,
+    pub limit: usize,
+}
+
+impl AllocationFilter {
+    fn matches(&self, a: &Allocation) -> bool {
+        self.state.is_none_or(|s| a.state == s)
+            && self.tenant.as_deref().is_none_or(|t| a.tenant == t)
+            && self.user.as_deref().is_none_or(|u| a.user == u)
+            && self.vcluster.as_deref().is_none_or(|v| a.vcluster == v)
+    }
+}
+
+impl ClusterState {
+    /// One page of allocations in ID order, and whether more follow.
+    pub fn list_allocations(&self, f: &AllocationFilter) -> (Vec<&Allocation>, bool) {
+        let start = f.after.map_or(0, |c| c.saturating_add(1));
+        let limit = f.limit.max(1);
+        let mut page = Vec::with_capacity(limit.min(1024));
+        let mut more = false;
+        // Pending is the common filter on a busy cluster: walk its index, not every allocation.
+        let ids: Box<dyn Iterator<Item = AllocId>> = if f.state == Some(AllocState::Pending) {
+            Box::new(self.pending.range(start..).copied())
+        } else {
+            Box::new(self.allocations.range(start..).map(|(id, _)| *id))
+        };
+        for id in ids {
+            let a = &self.allocations[&id];
+            if !f.matches(a) {
+                continue;
+            }
+            if page.len() == limit {
+                more = true;
+                break;
+            }
+            page.push(a);
+        }
+        (page, more)
+    }
+
+    /// The newest work revision among `nodes` (0 for unknown nodes).
+    pub fn work_revision(&self, nodes: &[NodeId]) -> u64 {
+        nodes
+            .iter()
+            .filter_map(|n| self.nodes.get(n))
+            .map(|n| n.work_revision)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// What should run, or stop, on each of `nodes`.
+    pub fn work_for(&self, nodes: &[NodeId]) -> WorkResponse {
+        let mut out = WorkResponse {
+            revision: self.work_revision(nodes),
+            ..Default::default()
+        };
+        for nid in nodes {
+            let Some(n) = self.nodes.get(nid) else {
+                out.unknown_nodes.push(nid.clone());
+                continue;
+            };
+            for aid in &n.allocations {
+                let Some(a) = self.allocations.get(aid) else {
+                    continue;
+                };
+                let rank = a.assigned_nodes.iter().position(|x| x == nid).unwrap_or(0) as u32;
+                out.assignments.push(Assignment {
+                    allocation_id: a.id,
+                    node_id: nid.clone(),
+                    desired: if a.state == AllocState::Running {
+                        Desired::Run
+                    } else {
+                        Desired::Stop
+                    },
+                    rank,
+                    nodes: a.assigned_nodes.clone(),
+                    name: a.name.clone(),
+                    tenant: a.tenant.clone(),
+                    vcluster: a.vcluster.clone(),
+                    user: a.user.clone(),
+                    command: a.command.clone(),
+                    script: a.script.clone(),
+                    env: a.env.clone(),
+                    walltime_seconds: a.walltime_seconds,
+                    started_at: a.started_at,
+                });
+            }
+        }
+        out
+    }
+}
