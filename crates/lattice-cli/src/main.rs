@@ -1,1 +1,49 @@
-fn main() {}
+//! `lattice`: one binary that is the control-plane server, the node agent, the embedded dev
+//! cluster and the command-line client.
+
+mod client_cmds;
+mod daemon;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "lattice", version, about = "Lattice: a distributed workload scheduler for HPC and AI clusters")]
+struct Cli {
+    /// Control-plane URL(s) for client commands; a comma-separated list is tried in turn.
+    #[arg(long, global = true, env = "LATTICE_ENDPOINT", default_value = "http://127.0.0.1:8080")]
+    endpoint: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a control-plane member (Raft + REST API + scheduler).
+    Server(daemon::ServerArgs),
+    /// Run the node agent on a compute node.
+    Agent(daemon::AgentArgs),
+    /// Run a one-process dev cluster: a single-member control plane plus a local agent.
+    Dev(daemon::DevArgs),
+    #[command(flatten)]
+    Client(client_cmds::ClientCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(async move {
+        match cli.cmd {
+            Cmd::Server(args) => daemon::exit_code(daemon::server(args).await),
+            Cmd::Agent(args) => daemon::exit_code(daemon::agent(args).await),
+            Cmd::Dev(args) => daemon::exit_code(daemon::dev(args).await),
+            Cmd::Client(cmd) => client_cmds::run(cmd, &cli.endpoint).await,
+        }
+    });
+    std::process::exit(code);
+}
