@@ -1,1 +1,103 @@
-//! placeholder
+//! Lattice control-plane member: Raft (openraft) over an embedded database (redb), the REST API
+//! (axum), and the leader-only scheduler and failure detector.
+//!
+//! [`start`] binds the API port, opens storage under `data_dir`, starts Raft (initializing a
+//! single-member cluster when `bootstrap` is set and the member is new) and serves until the
+//! shutdown future resolves.
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod leader;
+pub mod raft;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use openraft::BasicNode;
+use tokio::task::JoinHandle;
+
+pub use config::ServerConfig;
+
+/// A started member.
+pub struct RunningServer {
+    /// The address the API actually bound (useful with port 0).
+    pub local_addr: SocketAddr,
+    /// The URL this member advertises to peers and agents.
+    pub url: String,
+    /// Resolves when the member has stopped.
+    pub handle: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts a member. It runs until `shutdown` resolves, then stops serving, stops Raft and
+/// returns.
+pub async fn start(
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunningServer> {
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::bind(cfg.api_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.api_addr))?;
+    let local_addr = listener.local_addr()?;
+    let url = cfg.advertised(local_addr);
+
+    let data_dir = cfg.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+    let parts = raft::new_raft(&cfg, &data_dir)
+        .await
+        .with_context(|| format!("cannot open Raft storage in {}", data_dir.display()))?;
+
+    if cfg.bootstrap && !parts.raft.is_initialized().await? {
+        let members = BTreeMap::from([(cfg.node_id, BasicNode { addr: url.clone() })]);
+        parts
+            .raft
+            .initialize(members)
+            .await
+            .context("cannot initialize the cluster")?;
+        tracing::info!(member = cfg.node_id, %url, "initialized a new single-member cluster");
+    }
+
+    let app = api::App {
+        raft: parts.raft.clone(),
+        state: parts.state,
+        db: parts.db,
+        cfg: Arc::new(cfg),
+        heartbeats: Arc::new(leader::heartbeats::Heartbeats::default()),
+        http: reqwest::Client::new(),
+        shutting_down: Arc::new(AtomicBool::new(false)),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let loops = leader::spawn(app.clone(), stop_rx.clone());
+    let router = api::router(app.clone());
+    tracing::info!(%local_addr, %url, member = app.cfg.node_id, "control plane listening");
+
+    let handle = tokio::spawn(async move {
+        let flag = app.shutting_down.clone();
+        let stop_signal = async move {
+            shutdown.await;
+            flag.store(true, Ordering::Relaxed);
+            let _ = stop_tx.send(true);
+        };
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(stop_signal)
+            .await;
+        for l in loops {
+            let _ = l.await;
+        }
+        if let Err(e) = app.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        served.context("API server failed")
+    });
+    Ok(RunningServer {
+        local_addr,
+        url,
+        handle,
+    })
+}

@@ -1,0 +1,102 @@
+//! `/api/v1/agent/*`: the agent protocol. Registration goes through Raft; heartbeats only
+//! refresh this member's in-memory table (nothing per-heartbeat is replicated) unless they
+//! carry exit reports; the work long-poll answers as soon as the work of the asking agent's
+//! nodes changes.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::Json;
+use lattice_core::agent::{HeartbeatRequest, HeartbeatResponse, WorkRequest, WorkResponse};
+use lattice_core::{Command, CommandOutcome, Node, NodeRegistration};
+
+use super::error::ApiError;
+use super::extract::ApiJson;
+use super::App;
+use crate::clock;
+
+/// Longest long-poll a client may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Most nodes one agent request may name.
+const MAX_NODES_PER_REQUEST: usize = 100_000;
+
+fn check_nodes(nodes: &[String]) -> Result<(), ApiError> {
+    if nodes.is_empty() {
+        return Err(ApiError::bad_request("nodes", "must name at least one node"));
+    }
+    if nodes.len() > MAX_NODES_PER_REQUEST {
+        return Err(ApiError::bad_request(
+            "nodes",
+            format!("at most {MAX_NODES_PER_REQUEST} nodes per request"),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn register(
+    State(app): State<App>,
+    ApiJson(reg): ApiJson<NodeRegistration>,
+) -> Result<Json<Node>, ApiError> {
+    if !(reg.agent_url.starts_with("http://") || reg.agent_url.starts_with("https://")) {
+        return Err(ApiError::bad_request("agent_url", "must be an http:// or https:// URL"));
+    }
+    let id = reg.id.clone();
+    let out = app
+        .propose(Command::RegisterNode {
+            now: clock::now(),
+            registration: reg,
+        })
+        .await?;
+    app.heartbeats.seen(std::slice::from_ref(&id));
+    match out {
+        CommandOutcome::Node(n) => Ok(Json(*n)),
+        other => Err(ApiError::internal(format!("unexpected apply outcome {other:?}"))),
+    }
+}
+
+pub async fn heartbeat(
+    State(app): State<App>,
+    ApiJson(hb): ApiJson<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    check_nodes(&hb.nodes)?;
+    let unknown: Vec<String> = {
+        let d = app.state.read();
+        hb.nodes
+            .iter()
+            .filter(|n| d.state.node(n).is_none())
+            .cloned()
+            .collect()
+    };
+    app.heartbeats.seen(&hb.nodes);
+    if !hb.reports.is_empty() {
+        app.propose(Command::ReportExits {
+            now: clock::now(),
+            reports: hb.reports,
+        })
+        .await?;
+    }
+    Ok(Json(HeartbeatResponse {
+        unknown_nodes: unknown,
+    }))
+}
+
+pub async fn work(
+    State(app): State<App>,
+    ApiJson(req): ApiJson<WorkRequest>,
+) -> Result<Json<WorkResponse>, ApiError> {
+    check_nodes(&req.nodes)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_WAIT);
+    let mut changes = app.state.subscribe();
+    loop {
+        changes.borrow_and_update();
+        let resp = app.state.read().state.work_for(&req.nodes);
+        let changed = resp.revision > req.known_revision || !resp.unknown_nodes.is_empty();
+        if changed || tokio::time::Instant::now() >= deadline || app.is_shutting_down() {
+            return Ok(Json(resp));
+        }
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return Ok(Json(resp)); },
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Request extractors that turn malformed input into [`ApiError`]s naming what is wrong:
+//! [`ApiJson`] (JSON bodies with the failing field's path, 413 over the size limit) and ID
+//! parsing helpers.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::error::ApiError;
+
+/// A JSON body. Unknown fields, wrong types and syntax errors answer 400 naming the field;
+/// bodies over `server.max_body_bytes` answer 413.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            let status = r.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(status, "request body is too large")
+                    .with_detail(json!({ "reason": r.body_text() }))
+            } else {
+                ApiError::new(status, format!("cannot read request body: {}", r.body_text()))
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "request body is empty; expected JSON"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = if path == "." { String::new() } else { path };
+        let msg = if field.is_empty() {
+            format!("malformed JSON body: {inner}")
+        } else {
+            format!("invalid {field}: {inner}")
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, msg).with_detail(json!({
+            "field": if field.is_empty() { serde_json::Value::Null } else { json!(field) },
+            "line": inner.line(),
+            "column": inner.column(),
+        }))
+    })
+}
+
+/// Parses an allocation ID from a path segment.
+pub fn alloc_id(text: &str) -> Result<u64, ApiError> {
+    match text.parse::<u64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(ApiError::bad_request(
+            "id",
+            format!("{text:?} is not an allocation ID (a positive integer)"),
+        )),
+    }
+}

@@ -1,0 +1,105 @@
+//! The REST API (axum): the router, the shared [`App`] handle, and one module per resource.
+//! All user-facing routes live under `/api/v1`; `/healthz` is for probes; `/raft/*` carries
+//! member-to-member Raft traffic.
+
+mod agent;
+mod allocations;
+pub mod error;
+pub mod extract;
+mod health;
+mod nodes;
+mod raft;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use lattice_core::{Command, CommandOutcome};
+use openraft::error::{ClientWriteError, RaftError};
+
+use crate::config::ServerConfig;
+use crate::leader::heartbeats::Heartbeats;
+use crate::raft::state_machine::SharedState;
+use crate::raft::storage::Db;
+use crate::raft::Raft;
+use error::ApiError;
+
+/// Everything a request handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    pub raft: Raft,
+    pub state: SharedState,
+    pub db: Arc<Db>,
+    pub cfg: Arc<ServerConfig>,
+    pub heartbeats: Arc<Heartbeats>,
+    pub http: reqwest::Client,
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+impl App {
+    /// Proposes a command through Raft and waits until it is applied here.
+    pub async fn propose(&self, cmd: Command) -> Result<CommandOutcome, ApiError> {
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => resp.data.map_err(ApiError::from),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ApiError::unavailable(match f.leader_id {
+                    Some(id) => format!("this member is not the leader; member {id} is"),
+                    None => "no Raft leader is known; retry shortly".to_string(),
+                }))
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
+            }
+            Err(RaftError::Fatal(f)) => Err(ApiError::unavailable(format!("Raft stopped: {f}"))),
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Whether this member currently leads the cluster.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.current_leader == Some(self.cfg.node_id)
+    }
+}
+
+pub fn router(app: App) -> Router {
+    let max_body = app.cfg.max_body_bytes;
+    let public = Router::new()
+        .route(
+            "/api/v1/allocations",
+            post(allocations::submit).get(allocations::list),
+        )
+        .route(
+            "/api/v1/allocations/{id}",
+            get(allocations::get_one).delete(allocations::cancel),
+        )
+        .route("/api/v1/allocations/{id}/logs", get(allocations::logs))
+        .route("/api/v1/nodes", get(nodes::list))
+        .route("/api/v1/nodes/{id}", get(nodes::get_one))
+        .route("/api/v1/nodes/{id}/drain", post(nodes::drain))
+        .route("/api/v1/nodes/{id}/undrain", post(nodes::undrain))
+        .route("/api/v1/agent/register", post(agent::register))
+        .route("/api/v1/agent/heartbeat", post(agent::heartbeat))
+        .route("/api/v1/agent/work", post(agent::work))
+        .route("/healthz", get(health::healthz))
+        .layer(DefaultBodyLimit::max(max_body));
+    let raft_routes = Router::new()
+        .route("/raft/append", post(raft::append))
+        .route("/raft/vote", post(raft::vote))
+        .route("/raft/snapshot", post(raft::snapshot))
+        .layer(DefaultBodyLimit::max(256 << 20));
+    public
+        .merge(raft_routes)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
+        })
+        .with_state(app)
+}

@@ -1,0 +1,67 @@
+//! `/raft/*`: the receiving side of member-to-member Raft RPCs (bincode bodies), refused
+//! without the cluster secret.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::error::ApiError;
+use super::App;
+use crate::raft::network::SECRET_HEADER;
+
+fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let want = app.cfg.cluster_secret.as_bytes();
+    // Compare without an early exit so the answer time does not leak the secret.
+    let same = given.len() == want.len()
+        && given
+            .as_bytes()
+            .iter()
+            .zip(want)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Raft RPC refused: missing or wrong cluster secret",
+        ))
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    bincode::deserialize(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed Raft RPC: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Response {
+    match bincode::serialize(value) {
+        Ok(bytes) => ([("content-type", "application/octet-stream")], bytes).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+pub async fn append(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    authorize(&app, &headers)?;
+    let req = decode(&body)?;
+    Ok(encode(&app.raft.append_entries(req).await))
+}
+
+pub async fn vote(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    authorize(&app, &headers)?;
+    let req = decode(&body)?;
+    Ok(encode(&app.raft.vote(req).await))
+}
+
+pub async fn snapshot(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    authorize(&app, &headers)?;
+    let req = decode(&body)?;
+    Ok(encode(&app.raft.install_snapshot(req).await))
+}

@@ -1,0 +1,173 @@
+//! The Raft log store on redb: entries, vote, commit pointer and purge pointer. Each append is
+//! one durable write transaction (fsync before the flush callback fires), so an entry is on
+//! disk before this member acknowledges it.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{AnyError, LogState, OptionalSend, RaftLogReader, StorageIOError, Vote};
+use redb::ReadableTable;
+
+use super::storage::{Db, DbError, LOGS};
+use super::{Entry, LogId, MemberId, StorageError, TypeConfig};
+
+const KEY_VOTE: &str = "vote";
+const KEY_COMMITTED: &str = "committed";
+const KEY_PURGED: &str = "last_purged";
+
+fn read_err(e: impl ToString) -> StorageError {
+    StorageIOError::read_logs(AnyError::error(e.to_string())).into()
+}
+
+fn write_err(e: impl ToString) -> StorageError {
+    StorageIOError::write_logs(AnyError::error(e.to_string())).into()
+}
+
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Db>,
+}
+
+impl LogStore {
+    pub fn new(db: Arc<Db>) -> Self {
+        LogStore { db }
+    }
+
+    fn read_range(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry>, DbError> {
+        let tx = self.db.inner().begin_read()?;
+        let t = tx.open_table(LOGS)?;
+        let mut out = Vec::new();
+        for item in t.range::<u64>(range)? {
+            let (_, v) = item?;
+            out.push(bincode::deserialize(v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn last_entry_id(&self) -> Result<Option<LogId>, DbError> {
+        let tx = self.db.inner().begin_read()?;
+        let t = tx.open_table(LOGS)?;
+        let last = match t.last()? {
+            Some((_, v)) => {
+                let e: Entry = bincode::deserialize(v.value())?;
+                Some(e.log_id)
+            }
+            None => None,
+        };
+        Ok(last)
+    }
+
+    fn write_entries(&self, entries: Vec<Entry>) -> Result<(), DbError> {
+        let tx = self.db.inner().begin_write()?;
+        {
+            let mut t = tx.open_table(LOGS)?;
+            for e in &entries {
+                let bytes = bincode::serialize(e)?;
+                t.insert(e.log_id.index, bytes.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes entries with index in `range`, and records the purge pointer if given.
+    fn delete_range(&self, from: u64, to_inclusive: u64, purged: Option<&LogId>) -> Result<(), DbError> {
+        let tx = self.db.inner().begin_write()?;
+        {
+            let mut t = tx.open_table(LOGS)?;
+            let keys: Vec<u64> = t
+                .range(from..=to_inclusive)?
+                .map(|r| r.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            for k in keys {
+                t.remove(k)?;
+            }
+            if let Some(p) = purged {
+                let bytes = bincode::serialize(p)?;
+                let mut m = tx.open_table(super::storage::META)?;
+                m.insert(KEY_PURGED, bytes.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let r = (range.start_bound().cloned(), range.end_bound().cloned());
+        tokio::task::block_in_place(|| self.read_range(r)).map_err(read_err)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        tokio::task::block_in_place(|| {
+            let last_purged: Option<LogId> = self.db.get_meta(KEY_PURGED)?;
+            let last = self.last_entry_id()?.or(last_purged);
+            Ok::<_, DbError>(LogState {
+                last_purged_log_id: last_purged,
+                last_log_id: last,
+            })
+        })
+        .map_err(read_err)
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<MemberId>) -> Result<(), StorageError> {
+        tokio::task::block_in_place(|| self.db.put_meta(KEY_VOTE, vote))
+            .map_err(|e| StorageIOError::write_vote(AnyError::error(e.to_string())).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<MemberId>>, StorageError> {
+        tokio::task::block_in_place(|| self.db.get_meta(KEY_VOTE))
+            .map_err(|e| StorageIOError::read_vote(AnyError::error(e.to_string())).into())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        tokio::task::block_in_place(|| self.db.put_meta(KEY_COMMITTED, &committed)).map_err(write_err)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        tokio::task::block_in_place(|| self.db.get_meta::<Option<LogId>>(KEY_COMMITTED))
+            .map(Option::flatten)
+            .map_err(read_err)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let res = tokio::task::block_in_place(|| self.write_entries(entries));
+        match res {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(write_err(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        tokio::task::block_in_place(|| self.delete_range(log_id.index, u64::MAX, None)).map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        tokio::task::block_in_place(|| self.delete_range(0, log_id.index, Some(&log_id))).map_err(write_err)
+    }
+}

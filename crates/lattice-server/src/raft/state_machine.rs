@@ -1,0 +1,246 @@
+//! The Raft state machine: applies committed entries to the in-memory [`ClusterState`] and
+//! keeps the latest snapshot durable in redb. On start it is rebuilt from that snapshot;
+//! openraft then re-applies the committed log entries that follow it.
+//!
+//! Readers (the API, the scheduler) share the state through [`SharedState`]; every apply batch
+//! publishes the new state revision on a watch channel so long-polls and the scheduler wake.
+
+use std::io::Cursor;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Instant;
+
+use lattice_core::{ClusterState, CommandOutcome, CommandResult};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, BasicNode, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
+    StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::storage::{Db, DbError, SNAPSHOT};
+use super::{Entry, LogId, MemberId, StorageError, TypeConfig};
+
+/// What the state machine holds, read and written under one lock so a snapshot is consistent.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SmData {
+    pub last_applied: Option<LogId>,
+    pub last_membership: StoredMembership<MemberId, BasicNode>,
+    pub state: ClusterState,
+}
+
+/// State shared between the state machine (the one writer) and readers.
+pub struct Shared {
+    data: RwLock<SmData>,
+    revision: watch::Sender<u64>,
+}
+
+pub type SharedState = Arc<Shared>;
+
+impl Shared {
+    /// Read access to the cluster state. Hold it briefly: apply waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, SmData> {
+        self.data.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Subscribes to the state revision, bumped after every applied batch.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.revision.subscribe()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<MemberId, BasicNode>,
+    data: Vec<u8>,
+}
+
+const KEY_CURRENT: &str = "current";
+
+pub struct StateMachine {
+    db: Arc<Db>,
+    shared: SharedState,
+}
+
+fn sm_err(e: impl ToString) -> StorageError {
+    StorageIOError::write_state_machine(AnyError::error(e.to_string())).into()
+}
+
+fn snap_err(e: impl ToString) -> StorageError {
+    StorageIOError::read_snapshot(None, AnyError::error(e.to_string())).into()
+}
+
+impl StateMachine {
+    /// Opens the state machine, restoring the latest durable snapshot if there is one.
+    pub fn open(db: Arc<Db>) -> Result<Self, DbError> {
+        let data = match load_snapshot(&db)? {
+            Some(s) => bincode::deserialize::<SmData>(&s.data)?,
+            None => SmData::default(),
+        };
+        let (tx, _) = watch::channel(data.state.revision());
+        Ok(StateMachine {
+            db,
+            shared: Arc::new(Shared {
+                data: RwLock::new(data),
+                revision: tx,
+            }),
+        })
+    }
+
+    pub fn shared(&self) -> SharedState {
+        self.shared.clone()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, SmData> {
+        self.shared.data.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self) {
+        let rev = self.shared.read().state.revision();
+        self.shared.revision.send_replace(rev);
+    }
+}
+
+fn load_snapshot(db: &Db) -> Result<Option<StoredSnapshot>, DbError> {
+    let tx = db.inner().begin_read()?;
+    let t = tx.open_table(SNAPSHOT)?;
+    match t.get(KEY_CURRENT)? {
+        Some(v) => Ok(Some(bincode::deserialize(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn save_snapshot(db: &Db, s: &StoredSnapshot) -> Result<(), DbError> {
+    let bytes = bincode::serialize(s)?;
+    let tx = db.inner().begin_write()?;
+    {
+        let mut t = tx.open_table(SNAPSHOT)?;
+        t.insert(KEY_CURRENT, bytes.as_slice())?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Builds snapshots from a consistent copy of the state machine.
+pub struct SnapshotBuilder {
+    db: Arc<Db>,
+    shared: SharedState,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let started = Instant::now();
+        let (meta, data) = {
+            let d = self.shared.read();
+            let data = bincode::serialize(&*d).map_err(snap_err)?;
+            let snapshot_id = match d.last_applied {
+                Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, started.elapsed().as_nanos()),
+                None => "empty".to_string(),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: d.last_applied,
+                last_membership: d.last_membership.clone(),
+                snapshot_id,
+            };
+            (meta, data)
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        tokio::task::block_in_place(|| save_snapshot(&self.db, &stored)).map_err(snap_err)?;
+        tracing::info!(
+            last_log_index = meta.last_log_id.map(|l| l.index),
+            bytes = stored.data.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "built snapshot"
+        );
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership<MemberId, BasicNode>), StorageError> {
+        let d = self.shared.read();
+        Ok((d.last_applied, d.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut out = Vec::new();
+        {
+            let mut d = self.write();
+            for e in entries {
+                d.last_applied = Some(e.log_id);
+                let r = match e.payload {
+                    EntryPayload::Blank => {
+                        d.state.bump_revision();
+                        Ok(CommandOutcome::Nothing)
+                    }
+                    EntryPayload::Normal(cmd) => d.state.apply(&cmd),
+                    EntryPayload::Membership(m) => {
+                        d.last_membership = StoredMembership::new(Some(e.log_id), m);
+                        d.state.bump_revision();
+                        Ok(CommandOutcome::Nothing)
+                    }
+                };
+                out.push(r);
+            }
+        }
+        self.publish();
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            db: self.db.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<MemberId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let started = Instant::now();
+        let bytes = snapshot.into_inner();
+        let data: SmData = bincode::deserialize(&bytes).map_err(sm_err)?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: bytes,
+        };
+        tokio::task::block_in_place(|| save_snapshot(&self.db, &stored)).map_err(sm_err)?;
+        *self.write() = data;
+        self.publish();
+        tracing::info!(
+            last_log_index = meta.last_log_id.map(|l| l.index),
+            bytes = stored.data.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "installed snapshot"
+        );
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let s = tokio::task::block_in_place(|| load_snapshot(&self.db)).map_err(snap_err)?;
+        Ok(s.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
