@@ -154,7 +154,8 @@ impl Allocation {
         }
     }
 
-    /// Moves the allocation to a terminal state with its reason.
+    /// Moves the allocation to a terminal state with its reason. The state machine calls it
+    /// only through `ClusterState::finish`, which first updates the state indexes.
     pub(crate) fn finish(
         &mut self,
         state: AllocState,

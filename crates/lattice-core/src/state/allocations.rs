@@ -29,15 +29,13 @@ impl ClusterState {
                 a.state
             )));
         }
-        self.set_state(id, AllocState::Cancelled);
-        if let Some(a) = self.allocations.get_mut(&id) {
-            a.finish(
-                AllocState::Cancelled,
-                now,
-                Some("cancelled"),
-                Some(format!("cancelled by {by}")),
-            );
-        }
+        self.finish(
+            id,
+            AllocState::Cancelled,
+            now,
+            Some("cancelled"),
+            Some(format!("cancelled by {by}")),
+        );
         // Nodes keep the allocation until their agents report its processes gone.
         self.touch_nodes_of(id);
         Ok(CommandOutcome::Allocation(Box::new(
@@ -107,14 +105,12 @@ impl ClusterState {
         };
         if let Some((reason, detail)) = failure {
             a.exit_code = Some(code);
-            a.finish(AllocState::Failed, now, Some(reason), Some(detail));
-            self.set_state(id, AllocState::Failed);
+            self.finish(id, AllocState::Failed, now, Some(reason), Some(detail));
             // Stop the remaining ranks.
             self.touch_nodes_of(id);
         } else if a.node_exit_codes.len() >= a.assigned_nodes.len() {
             a.exit_code = Some(0);
-            a.finish(AllocState::Completed, now, None, None);
-            self.set_state(id, AllocState::Completed);
+            self.finish(id, AllocState::Completed, now, None, None);
         }
         true
     }

@@ -16,6 +16,7 @@ pub use query::AllocationFilter;
 use crate::allocation::{AllocId, AllocState, Allocation};
 use crate::command::{Command, CommandResult};
 use crate::node::{Node, NodeId};
+use crate::time::Timestamp;
 
 /// Cluster state as every Raft member holds it after applying the same log.
 ///
@@ -161,8 +162,13 @@ impl ClusterState {
             return;
         }
         a.state = to;
+        // Drop a count that reaches zero: the index rebuilt from a snapshot has no zero
+        // entries, and the derived `PartialEq` must see the two as equal.
         if let Some(c) = self.state_counts.get_mut(&from) {
             *c = c.saturating_sub(1);
+            if *c == 0 {
+                self.state_counts.remove(&from);
+            }
         }
         *self.state_counts.entry(to).or_default() += 1;
         if from == AllocState::Pending {
@@ -170,6 +176,22 @@ impl ClusterState {
         }
         if to == AllocState::Pending {
             self.pending.insert(id);
+        }
+    }
+
+    /// Moves an allocation to a terminal state with its reason, keeping the indexes in step.
+    /// `set_state` must see the old state, so it runs before `Allocation::finish`.
+    fn finish(
+        &mut self,
+        id: AllocId,
+        to: AllocState,
+        now: Timestamp,
+        reason: Option<&str>,
+        detail: Option<String>,
+    ) {
+        self.set_state(id, to);
+        if let Some(a) = self.allocations.get_mut(&id) {
+            a.finish(to, now, reason, detail);
         }
     }
 

@@ -28,6 +28,10 @@ impl ClusterState {
                 n.agent_url = reg.agent_url.clone();
                 n.registered_at = now;
                 n.last_heartbeat = Some(now);
+                if n.down && !n.drain {
+                    // As when heard from again: "heartbeat lost" no longer applies.
+                    n.state_reason = None;
+                }
                 n.down = false;
                 n.work_revision = revision;
                 n.refresh_state();
@@ -93,13 +97,13 @@ impl ClusterState {
                 };
                 a.node_exit_codes.entry(id.clone()).or_insert(-1);
                 if a.state == AllocState::Running {
-                    a.finish(
+                    self.finish(
+                        aid,
                         AllocState::Failed,
                         now,
                         Some("node_lost"),
                         Some(format!("node {id} stopped heartbeating")),
                     );
-                    self.set_state(aid, AllocState::Failed);
                     self.touch_nodes_of(aid);
                 }
             }

@@ -1,0 +1,236 @@
+//! Apply tests for nodes: registration, drain/undrain, liveness.
+
+use super::*;
+
+fn drain(s: &mut ClusterState, node: &str, drain: bool) {
+    ok(
+        s,
+        Command::SetNodeDrain {
+            now: at(3),
+            node_id: node.into(),
+            drain,
+            reason: Some("maintenance".into()),
+        },
+    );
+}
+
+fn liveness(s: &mut ClusterState, down: &[&str], up: &[&str]) -> u32 {
+    let ids = |l: &[&str]| l.iter().map(|n| n.to_string()).collect();
+    match ok(
+        s,
+        Command::SetNodeLiveness {
+            now: at(50),
+            down: ids(down),
+            up: ids(up),
+        },
+    ) {
+        CommandOutcome::Liveness { changed } => changed,
+        other => panic!("unexpected outcome {other:?}"),
+    }
+}
+
+fn state_of(s: &ClusterState, node: &str) -> NodeState {
+    s.node(node).unwrap().state
+}
+
+#[test]
+fn register_creates_a_ready_node() {
+    let mut s = ClusterState::default();
+    let out = ok(
+        &mut s,
+        Command::RegisterNode {
+            now: at(1),
+            registration: reg("n1"),
+        },
+    );
+    let CommandOutcome::Node(n) = out else {
+        panic!("unexpected outcome {out:?}");
+    };
+    assert_eq!(*n, s.nodes()["n1"]);
+    assert_eq!(n.state, NodeState::Ready);
+    assert!(n.is_free());
+    assert_eq!((n.registered_at, n.last_heartbeat), (at(1), Some(at(1))));
+    assert_eq!(n.cpus, 16);
+}
+
+#[test]
+fn register_with_a_bad_id_is_invalid_and_changes_nothing() {
+    let mut s = cluster(&["n1"]);
+    for id in [String::new(), "x".repeat(64)] {
+        let err = rejected(
+            &mut s,
+            Command::RegisterNode {
+                now: at(1),
+                registration: reg(&id),
+            },
+        );
+        assert!(matches!(err, Rejection::Invalid { ref field, .. } if field == "id"));
+    }
+}
+
+#[test]
+fn drain_with_work_goes_draining_then_drained_after_release() {
+    let mut s = cluster(&["n1", "n2"]);
+    let id = submit(&mut s, at(0), spec(1));
+    place(&mut s, id, &["n1"]);
+    drain(&mut s, "n1", true);
+    assert_eq!(state_of(&s, "n1"), NodeState::Draining);
+    assert_eq!(
+        s.node("n1").unwrap().state_reason.as_deref(),
+        Some("maintenance")
+    );
+    // Draining leaves running work alone.
+    assert_eq!(s.allocations()[&id].state, AllocState::Running);
+    assert_eq!(desired(&s, "n1"), vec![(id, Desired::Run)]);
+    report(&mut s, at(10), vec![exited(id, "n1", 0)]);
+    assert_eq!(state_of(&s, "n1"), NodeState::Drained);
+    assert!(!s.node("n1").unwrap().is_free());
+    drain(&mut s, "n1", false);
+    assert_eq!(state_of(&s, "n1"), NodeState::Ready);
+    assert_eq!(s.node("n1").unwrap().state_reason, None);
+    assert!(s.node("n1").unwrap().is_free());
+}
+
+#[test]
+fn drain_of_an_empty_node_is_drained_at_once() {
+    let mut s = cluster(&["n1"]);
+    drain(&mut s, "n1", true);
+    assert_eq!(state_of(&s, "n1"), NodeState::Drained);
+    let id = submit(&mut s, at(4), spec(1));
+    let plan = crate::scheduler::schedule(&s, at(5));
+    assert!(plan.placements.is_empty());
+    apply_plan(&mut s, at(5), plan);
+    assert_eq!(s.allocations()[&id].reason.as_deref(), Some("resources"));
+    drain(&mut s, "n1", false);
+    let plan = crate::scheduler::schedule(&s, at(6));
+    assert_eq!(apply_plan(&mut s, at(6), plan).placed, vec![id]);
+}
+
+#[test]
+fn register_twice_keeps_drain_and_updates_resources() {
+    let mut s = cluster(&["n1"]);
+    drain(&mut s, "n1", true);
+    let mut again = reg("n1");
+    again.cpus = 64;
+    again.features = vec!["ib".into()];
+    ok(
+        &mut s,
+        Command::RegisterNode {
+            now: at(9),
+            registration: again,
+        },
+    );
+    let n = s.node("n1").unwrap();
+    assert!(n.drain);
+    assert_eq!(n.state, NodeState::Drained);
+    assert_eq!(n.state_reason.as_deref(), Some("maintenance"));
+    assert_eq!((n.cpus, n.features.clone()), (64, vec!["ib".to_string()]));
+    assert_eq!(n.registered_at, at(9));
+    assert_eq!(s.nodes().len(), 1);
+}
+
+#[test]
+fn register_again_keeps_the_work_of_a_live_node() {
+    let mut s = cluster(&["n1"]);
+    let id = submit(&mut s, at(0), spec(1));
+    place(&mut s, id, &["n1"]);
+    ok(
+        &mut s,
+        Command::RegisterNode {
+            now: at(9),
+            registration: reg("n1"),
+        },
+    );
+    assert!(s.node("n1").unwrap().allocations.contains(&id));
+    assert_eq!(s.allocations()[&id].state, AllocState::Running);
+}
+
+#[test]
+fn node_down_fails_its_running_work_and_frees_it() {
+    let mut s = cluster(&["n1", "n2", "n3"]);
+    let id = submit(&mut s, at(0), spec(2));
+    place(&mut s, id, &["n1", "n2"]);
+    assert_eq!(liveness(&mut s, &["n2"], &[]), 1);
+    let a = &s.allocations()[&id];
+    assert_eq!(a.state, AllocState::Failed);
+    assert_eq!(a.reason.as_deref(), Some("node_lost"));
+    assert_eq!(a.finished_at, Some(at(50)));
+    assert_eq!(a.node_exit_codes.get("n2"), Some(&-1));
+    let n2 = s.node("n2").unwrap();
+    assert_eq!(n2.state, NodeState::Down);
+    assert!(n2.allocations.is_empty());
+    assert_eq!(n2.state_reason.as_deref(), Some("heartbeat lost"));
+    // The surviving rank is told to stop and keeps its node until it reports.
+    assert_eq!(desired(&s, "n1"), vec![(id, Desired::Stop)]);
+    assert_eq!(s.state_counts()[&AllocState::Failed], 1);
+    assert_eq!(s.state_counts()[&AllocState::Running], 0);
+
+    // A down node is never offered new work.
+    let other = submit(&mut s, at(51), spec(1));
+    let plan = crate::scheduler::schedule(&s, at(52));
+    assert_eq!(plan.placements[0].nodes, vec!["n3".to_string()]);
+    apply_plan(&mut s, at(52), plan);
+    assert_eq!(
+        s.allocations()[&other].assigned_nodes,
+        vec!["n3".to_string()]
+    );
+
+    // Repeating the verdict is a no-op; coming back makes it ready again.
+    let before = s.clone();
+    assert_eq!(liveness(&mut s, &["n2", "ghost"], &["n1", "ghost"]), 0);
+    assert_unchanged_but_revision(&before, &s);
+    assert_eq!(liveness(&mut s, &[], &["n2"]), 1);
+    assert_eq!(state_of(&s, "n2"), NodeState::Ready);
+    assert_eq!(s.node("n2").unwrap().state_reason, None);
+    assert!(s.node("n2").unwrap().is_free());
+}
+
+#[test]
+fn node_down_only_frees_work_that_already_ended() {
+    let mut s = cluster(&["n1"]);
+    let id = submit(&mut s, at(0), spec(1));
+    place(&mut s, id, &["n1"]);
+    ok(
+        &mut s,
+        Command::CancelAllocation {
+            now: at(2),
+            id,
+            by: "alice".into(),
+        },
+    );
+    liveness(&mut s, &["n1"], &[]);
+    let a = &s.allocations()[&id];
+    assert_eq!(a.state, AllocState::Cancelled);
+    assert_eq!(a.reason.as_deref(), Some("cancelled"));
+    assert!(s.node("n1").unwrap().allocations.is_empty());
+}
+
+#[test]
+fn drained_node_coming_back_stays_drained() {
+    let mut s = cluster(&["n1"]);
+    drain(&mut s, "n1", true);
+    liveness(&mut s, &["n1"], &[]);
+    assert_eq!(state_of(&s, "n1"), NodeState::Down);
+    liveness(&mut s, &[], &["n1"]);
+    assert_eq!(state_of(&s, "n1"), NodeState::Drained);
+}
+
+#[test]
+fn re_registration_brings_a_down_node_back() {
+    let mut s = cluster(&["n1"]);
+    liveness(&mut s, &["n1"], &[]);
+    ok(
+        &mut s,
+        Command::RegisterNode {
+            now: at(60),
+            registration: reg("n1"),
+        },
+    );
+    let n = s.node("n1").unwrap();
+    assert_eq!(n.state, NodeState::Ready);
+    assert_eq!(n.last_heartbeat, Some(at(60)));
+    assert_eq!(
+        n.state_reason, None,
+        "a ready node still says why it was down"
+    );
+}
