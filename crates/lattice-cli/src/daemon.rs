@@ -1,11 +1,79 @@
-//! The long-running subcommands: `server`, `agent`, `dev`.
+//! The long-running subcommands: `server` (a control-plane member), `agent` (a node agent) and
+//! `dev` (both in one process, data in a temporary directory).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{json, Map, Value};
+
+use crate::config;
 
 #[derive(clap::Args)]
-pub struct ServerArgs {}
+pub struct ServerArgs {
+    /// YAML configuration file (`server:` section).
+    #[arg(long, env = "LATTICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// This member's Raft ID.
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// Directory for the Raft log and snapshots.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// REST API listen address (default 0.0.0.0:8080).
+    #[arg(long)]
+    api_addr: Option<String>,
+    /// URL peers and agents use to reach this member.
+    #[arg(long)]
+    advertise_url: Option<String>,
+    /// Initialize a new single-member cluster if this member has no state yet.
+    #[arg(long)]
+    bootstrap: bool,
+}
+
 #[derive(clap::Args)]
-pub struct AgentArgs {}
+pub struct AgentArgs {
+    /// YAML configuration file (`agent:` section).
+    #[arg(long, env = "LATTICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Control-plane URL(s), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    server: Vec<String>,
+    /// Node name (default: the hostname); with --nodes N > 1, nodes are NAME-1..NAME-N.
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Number of nodes this agent presents.
+    #[arg(long)]
+    nodes: Option<u32>,
+    /// Node feature (repeatable), matched by `--constraint features=...`.
+    #[arg(long = "feature")]
+    features: Vec<String>,
+    /// Agent HTTP listen address (serves logs to the control plane).
+    #[arg(long)]
+    listen: Option<String>,
+    /// URL the control plane uses to reach this agent.
+    #[arg(long)]
+    advertise_url: Option<String>,
+    /// Directory holding each allocation's working directory and output.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
 #[derive(clap::Args)]
-pub struct DevArgs {}
+pub struct DevArgs {
+    /// YAML configuration file (`server:` and `agent:` sections).
+    #[arg(long, env = "LATTICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// REST API listen address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    api_addr: String,
+    /// Keep data here instead of a fresh temporary directory (removed on exit).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Number of nodes the local agent presents.
+    #[arg(long, default_value_t = 4)]
+    nodes: u32,
+}
 
 pub fn exit_code(r: anyhow::Result<()>) -> i32 {
     match r {
@@ -17,12 +85,180 @@ pub fn exit_code(r: anyhow::Result<()>) -> i32 {
     }
 }
 
-pub async fn server(_a: ServerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }
-pub async fn agent(_a: AgentArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
 }
-pub async fn dev(_a: DevArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+
+/// Adds `key: value` to `section` of the override document when the flag was given.
+fn set(doc: &mut Map<String, Value>, section: &str, key: &str, value: Value) {
+    let s = doc
+        .entry(section.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(m) = s {
+        m.insert(key.to_string(), value);
+    }
+}
+
+pub async fn server(a: ServerArgs) -> anyhow::Result<()> {
+    init_logging();
+    let mut o = Map::new();
+    if let Some(v) = a.node_id {
+        set(&mut o, "server", "node_id", json!(v));
+    }
+    if let Some(v) = &a.data_dir {
+        set(&mut o, "server", "data_dir", json!(v));
+    }
+    if let Some(v) = &a.api_addr {
+        set(&mut o, "server", "api_addr", json!(v));
+    }
+    if let Some(v) = &a.advertise_url {
+        set(&mut o, "server", "advertise_url", json!(v));
+    }
+    if a.bootstrap {
+        set(&mut o, "server", "bootstrap", json!(true));
+    }
+    let cfg = config::load(a.config.as_deref(), Value::Object(o))?;
+    let running = lattice_server::start(cfg.server, stop_signal()).await?;
+    println!(
+        "lattice server listening on {} (advertised as {})",
+        running.local_addr, running.url
+    );
+    running.handle.await.context("server task")?
+}
+
+pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
+    init_logging();
+    let mut o = Map::new();
+    if !a.server.is_empty() {
+        set(&mut o, "agent", "servers", json!(a.server));
+    }
+    if let Some(v) = &a.node_id {
+        set(&mut o, "agent", "node_id", json!(v));
+    }
+    if let Some(v) = a.nodes {
+        set(&mut o, "agent", "nodes", json!(v));
+    }
+    if !a.features.is_empty() {
+        set(&mut o, "agent", "features", json!(a.features));
+    }
+    if let Some(v) = &a.listen {
+        set(&mut o, "agent", "listen_addr", json!(v));
+    }
+    if let Some(v) = &a.advertise_url {
+        set(&mut o, "agent", "advertise_url", json!(v));
+    }
+    if let Some(v) = &a.work_dir {
+        set(&mut o, "agent", "work_dir", json!(v));
+    }
+    let cfg = config::load(a.config.as_deref(), Value::Object(o))?;
+    lattice_agent::run(cfg.agent, stop_signal()).await
+}
+
+pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
+    init_logging();
+    let temp = match &a.data_dir {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("lattice-dev-").tempdir()?),
+    };
+    let data_dir = match (&a.data_dir, &temp) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => t.path().to_path_buf(),
+        (None, None) => unreachable!("one of them is set"),
+    };
+    let mut o = Map::new();
+    set(&mut o, "server", "api_addr", json!(a.api_addr));
+    set(&mut o, "server", "data_dir", json!(data_dir.join("server")));
+    set(&mut o, "server", "bootstrap", json!(true));
+    set(&mut o, "agent", "nodes", json!(a.nodes));
+    set(&mut o, "agent", "work_dir", json!(data_dir.join("agent")));
+    let mut cfg = config::load(a.config.as_deref(), Value::Object(o))?;
+
+    let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = lattice_server::start(cfg.server.clone(), async move {
+        let _ = server_stop_rx.await;
+    })
+    .await?;
+    // The dev agent always talks to its own control plane. Without a config file it is named
+    // `dev` and serves logs on an ephemeral loopback port.
+    cfg.agent.servers = vec![format!("http://{}", running.local_addr)];
+    if a.config.is_none() {
+        cfg.agent.node_id = "dev".into();
+        cfg.agent.listen_addr = "127.0.0.1:0".parse()?;
+    }
+    let endpoint = format!("http://{}", running.local_addr);
+    let node_ids: Vec<String> = if cfg.agent.nodes > 1 {
+        (1..=cfg.agent.nodes)
+            .map(|i| format!("{}-{i}", cfg.agent.node_id))
+            .collect()
+    } else {
+        vec![cfg.agent.node_id.clone()]
+    };
+
+    let (agent_stop_tx, agent_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let agent_cfg = cfg.agent.clone();
+    let agent = tokio::spawn(lattice_agent::run(agent_cfg, async move {
+        let _ = agent_stop_rx.await;
+    }));
+
+    println!("Lattice dev cluster is up.");
+    println!(
+        "  control plane : {endpoint}  (single member, data in {})",
+        data_dir.display()
+    );
+    println!(
+        "  agent         : {} node(s): {}",
+        node_ids.len(),
+        node_ids.join(", ")
+    );
+    println!("  job output    : {}", cfg.agent.work_dir.display());
+    println!();
+    println!("Try, in another terminal:");
+    if endpoint != "http://127.0.0.1:8080" {
+        println!("  export LATTICE_ENDPOINT={endpoint}");
+    }
+    println!("  lattice submit -- echo hello");
+    println!("  lattice status --all");
+    println!("  lattice logs 1");
+    println!();
+    println!("Press Ctrl-C to stop (running jobs are stopped too).");
+
+    let mut agent = agent;
+    let agent_result = tokio::select! {
+        _ = stop_signal() => {
+            println!("Stopping: ending running jobs...");
+            let _ = agent_stop_tx.send(());
+            tokio::time::timeout(Duration::from_secs(cfg.agent.kill_grace_seconds + 15), &mut agent).await
+                .map_err(|_| anyhow::anyhow!("agent did not stop in time"))
+                .and_then(|r| r.context("agent task"))
+        }
+        r = &mut agent => r.context("agent task"),
+    };
+    let _ = server_stop_tx.send(());
+    let server_result = running.handle.await.context("server task");
+    drop(temp);
+    agent_result??;
+    server_result??;
+    println!("Stopped.");
+    Ok(())
 }

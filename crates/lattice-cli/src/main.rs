@@ -2,15 +2,25 @@
 //! cluster and the command-line client.
 
 mod client_cmds;
+mod config;
 mod daemon;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "lattice", version, about = "Lattice: a distributed workload scheduler for HPC and AI clusters")]
+#[command(
+    name = "lattice",
+    version,
+    about = "Lattice: a distributed workload scheduler for HPC and AI clusters"
+)]
 struct Cli {
     /// Control-plane URL(s) for client commands; a comma-separated list is tried in turn.
-    #[arg(long, global = true, env = "LATTICE_ENDPOINT", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "LATTICE_ENDPOINT",
+        default_value = "http://127.0.0.1:8080"
+    )]
     endpoint: String,
     #[command(subcommand)]
     cmd: Cmd,
@@ -30,7 +40,10 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

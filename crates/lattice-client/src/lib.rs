@@ -1,9 +1,9 @@
 //! HTTP client for Lattice's REST API (`/api/v1`). The CLI and the agent talk to the control
 //! plane only through this crate.
 //!
-//! A client holds one or more endpoint URLs; a request that cannot reach an endpoint, or that
-//! gets `503 Service Unavailable` (no leader yet), is retried on the next one until `retry_for`
-//! runs out.
+//! A client holds one or more endpoint URLs. A request that gets `503 Service Unavailable` (no
+//! leader yet) or cannot reach an endpoint is retried on the next one until `retry_for` runs
+//! out; when no endpoint of a whole round can be reached it fails at once.
 
 mod error;
 
@@ -105,9 +105,13 @@ impl Client {
         timeout: Duration,
     ) -> Result<reqwest::Response, ClientError> {
         let deadline = Instant::now() + self.retry_for;
+        let n = self.endpoints.len();
         let mut attempt = 0usize;
+        // Endpoints that could not be reached in the current round; when every endpoint of a
+        // round is unreachable the cluster is down (or the URL wrong): fail at once.
+        let mut unreachable_in_round = 0usize;
         loop {
-            let base = &self.endpoints[attempt % self.endpoints.len()];
+            let base = &self.endpoints[attempt % n];
             attempt += 1;
             let mut req = self
                 .http
@@ -119,24 +123,27 @@ impl Client {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let retryable = match req.send().await {
+            match req.send().await {
                 Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    // No leader yet (election): worth waiting for, on any member.
                     if Instant::now() >= deadline {
                         return Err(ClientError::from_response(resp).await);
                     }
-                    true
                 }
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => return Err(ClientError::from_response(resp).await),
-                Err(e) if e.is_connect() || e.is_timeout() => {
-                    if Instant::now() >= deadline {
+                // A connection that never opened carried nothing: safe to retry anything. A
+                // timeout may have been applied: only reads are retried then.
+                Err(e) if e.is_connect() || (e.is_timeout() && method == Method::GET) => {
+                    unreachable_in_round += 1;
+                    if unreachable_in_round == n || Instant::now() >= deadline {
                         return Err(ClientError::Transport(format!("{base}: {e}")));
                     }
-                    true
                 }
                 Err(e) => return Err(ClientError::Transport(format!("{base}: {e}"))),
-            };
-            if retryable && attempt % self.endpoints.len() == 0 {
+            }
+            if attempt.is_multiple_of(n) {
+                unreachable_in_round = 0;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }

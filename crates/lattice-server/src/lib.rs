@@ -63,6 +63,7 @@ pub async fn start(
         tracing::info!(member = cfg.node_id, %url, "initialized a new single-member cluster");
     }
 
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = api::App {
         raft: parts.raft.clone(),
         state: parts.state,
@@ -71,8 +72,8 @@ pub async fn start(
         heartbeats: Arc::new(leader::heartbeats::Heartbeats::default()),
         http: reqwest::Client::new(),
         shutting_down: Arc::new(AtomicBool::new(false)),
+        stop: stop_rx.clone(),
     };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let loops = leader::spawn(app.clone(), stop_rx.clone());
     let router = api::router(app.clone());
     tracing::info!(%local_addr, %url, member = app.cfg.node_id, "control plane listening");

@@ -1,14 +1,147 @@
-//! Client subcommands (submit, status, cancel, logs, nodes). They talk to the control plane
-//! only through `lattice-client`.
+//! Client subcommands (`submit`, `status`, `cancel`, `logs`, `nodes`), modelled on Slurm's
+//! `sbatch`, `squeue`, `scancel` and `sinfo`. They talk to the control plane only through
+//! `lattice-client`.
+//!
+//! Exit codes: 0 on success, 1 when the server or the network fails (one `error: ...` line on
+//! stderr), 2 for usage errors (bad flag values, unreadable script, bad endpoint), with nothing
+//! sent to the server.
 
-#[derive(clap::Subcommand)]
+mod alloc_view;
+mod cancel;
+mod constraint;
+mod directives;
+mod duration;
+mod job_spec;
+mod logs;
+mod node_view;
+mod nodes;
+mod output;
+mod status;
+mod submit;
+mod table;
+
+use lattice_client::{Client, ClientError};
+
+#[derive(clap::Subcommand, Debug)]
 pub enum ClientCommand {
-    /// Show the cluster's health.
-    Ping,
+    /// Submit a batch script or a command (like sbatch).
+    Submit(submit::SubmitArgs),
+    /// List pending and running allocations, or show one (like squeue).
+    Status(status::StatusArgs),
+    /// Cancel allocations (like scancel).
+    Cancel(cancel::CancelArgs),
+    /// Print an allocation's output.
+    Logs(logs::LogsArgs),
+    /// List nodes (like sinfo), show one, or drain / undrain them.
+    Nodes(nodes::NodesArgs),
+}
+
+/// Why a client command stopped early; each maps to an exit code.
+#[derive(Debug)]
+pub(crate) enum CmdError {
+    /// Bad input from the user (exit 2).
+    Usage(String),
+    /// The API call failed (exit 1; a bad endpoint is a usage error).
+    Client(ClientError),
+    /// Errors about single items were already printed (exit 1).
+    Reported,
+    /// Standard output was closed by the reader; stop quietly (exit 0).
+    Closed,
+    /// Local I/O failed (exit 1).
+    Io(String),
+}
+
+impl From<ClientError> for CmdError {
+    fn from(e: ClientError) -> Self {
+        CmdError::Client(e)
+    }
 }
 
 /// Runs a client command; returns the process exit code.
 pub async fn run(cmd: ClientCommand, endpoint: &str) -> i32 {
-    let _ = (cmd, endpoint);
-    0
+    let result = match cmd {
+        ClientCommand::Submit(a) => submit::run(a, endpoint).await,
+        ClientCommand::Status(a) => status::run(a, endpoint).await,
+        ClientCommand::Cancel(a) => cancel::run(a, endpoint).await,
+        ClientCommand::Logs(a) => logs::run(a, endpoint).await,
+        ClientCommand::Nodes(a) => nodes::run(a, endpoint).await,
+    };
+    exit_code(result)
+}
+
+/// Prints the error, if any, and picks the exit code.
+fn exit_code(result: Result<(), CmdError>) -> i32 {
+    match result {
+        Ok(()) | Err(CmdError::Closed) => 0,
+        Err(CmdError::Reported) => 1,
+        Err(CmdError::Usage(msg)) | Err(CmdError::Client(ClientError::Config(msg))) => {
+            output::error_line(&msg);
+            2
+        }
+        Err(CmdError::Client(e)) => {
+            output::error_line(&e.to_string());
+            1
+        }
+        Err(CmdError::Io(msg)) => {
+            output::error_line(&msg);
+            1
+        }
+    }
+}
+
+/// A client for the `--endpoint` list.
+fn connect(endpoint: &str) -> Result<Client, CmdError> {
+    Client::new(&[endpoint]).map_err(|e| CmdError::Usage(format!("--endpoint: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// Stands in for the binary's top-level parser.
+    #[derive(Parser, Debug)]
+    #[command(name = "lattice")]
+    pub(crate) struct TestCli {
+        #[command(subcommand)]
+        pub cmd: ClientCommand,
+    }
+
+    /// Parses a command line (without the leading `lattice`).
+    pub(crate) fn parse(args: &[&str]) -> Result<ClientCommand, clap::Error> {
+        TestCli::try_parse_from(std::iter::once("lattice").chain(args.iter().copied()))
+            .map(|c| c.cmd)
+    }
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        use clap::CommandFactory;
+        TestCli::command().debug_assert();
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(exit_code(Ok(())), 0);
+        assert_eq!(exit_code(Err(CmdError::Closed)), 0);
+        assert_eq!(exit_code(Err(CmdError::Usage("x".into()))), 2);
+        assert_eq!(exit_code(Err(CmdError::Reported)), 1);
+        let api = ClientError::Api {
+            status: 404,
+            message: "allocation 9 not found".into(),
+            detail: serde_json::Value::Null,
+        };
+        assert_eq!(exit_code(Err(api.into())), 1);
+        assert_eq!(
+            exit_code(Err(ClientError::Transport("down".into()).into())),
+            1
+        );
+    }
+
+    #[test]
+    fn bad_endpoints_are_usage_errors() {
+        assert!(matches!(connect("ftp://x"), Err(CmdError::Usage(_))));
+        assert!(matches!(connect(" , "), Err(CmdError::Usage(_))));
+        assert!(connect("http://a:1,http://b:2").is_ok());
+    }
 }

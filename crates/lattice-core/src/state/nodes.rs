@@ -13,9 +13,7 @@ impl ClusterState {
         now: Timestamp,
         reg: &NodeRegistration,
     ) -> CommandResult {
-        if reg.id.is_empty() || reg.id.len() > 63 {
-            return Err(Rejection::invalid("id", "node id must be 1-63 characters"));
-        }
+        crate::submit::validate_name("id", &reg.id)?;
         let revision = self.revision;
         let node = match self.nodes.get_mut(&reg.id) {
             Some(n) => {

@@ -22,7 +22,10 @@ const MAX_NODES_PER_REQUEST: usize = 100_000;
 
 fn check_nodes(nodes: &[String]) -> Result<(), ApiError> {
     if nodes.is_empty() {
-        return Err(ApiError::bad_request("nodes", "must name at least one node"));
+        return Err(ApiError::bad_request(
+            "nodes",
+            "must name at least one node",
+        ));
     }
     if nodes.len() > MAX_NODES_PER_REQUEST {
         return Err(ApiError::bad_request(
@@ -38,7 +41,10 @@ pub async fn register(
     ApiJson(reg): ApiJson<NodeRegistration>,
 ) -> Result<Json<Node>, ApiError> {
     if !(reg.agent_url.starts_with("http://") || reg.agent_url.starts_with("https://")) {
-        return Err(ApiError::bad_request("agent_url", "must be an http:// or https:// URL"));
+        return Err(ApiError::bad_request(
+            "agent_url",
+            "must be an http:// or https:// URL",
+        ));
     }
     let id = reg.id.clone();
     let out = app
@@ -50,7 +56,9 @@ pub async fn register(
     app.heartbeats.seen(std::slice::from_ref(&id));
     match out {
         CommandOutcome::Node(n) => Ok(Json(*n)),
-        other => Err(ApiError::internal(format!("unexpected apply outcome {other:?}"))),
+        other => Err(ApiError::internal(format!(
+            "unexpected apply outcome {other:?}"
+        ))),
     }
 }
 
@@ -87,6 +95,7 @@ pub async fn work(
     check_nodes(&req.nodes)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_WAIT);
     let mut changes = app.state.subscribe();
+    let mut stop = app.stop.clone();
     loop {
         changes.borrow_and_update();
         let resp = app.state.read().state.work_for(&req.nodes);
@@ -96,6 +105,7 @@ pub async fn work(
         }
         tokio::select! {
             r = changes.changed() => if r.is_err() { return Ok(Json(resp)); },
+            _ = stop.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }

@@ -22,7 +22,9 @@ const DEFAULT_PAGE: usize = 100;
 fn outcome_allocation(o: CommandOutcome) -> Result<Allocation, ApiError> {
     match o {
         CommandOutcome::Allocation(a) => Ok(*a),
-        other => Err(ApiError::internal(format!("unexpected apply outcome {other:?}"))),
+        other => Err(ApiError::internal(format!(
+            "unexpected apply outcome {other:?}"
+        ))),
     }
 }
 
@@ -51,7 +53,9 @@ fn parse_filter(app: &App, q: HashMap<String, String>) -> Result<AllocationFilte
                 f.state = Some(AllocState::parse(&v).ok_or_else(|| {
                     ApiError::bad_request(
                         "state",
-                        format!("{v:?} is not one of pending, running, completed, failed, cancelled"),
+                        format!(
+                            "{v:?} is not one of pending, running, completed, failed, cancelled"
+                        ),
                     )
                 })?)
             }
@@ -59,16 +63,17 @@ fn parse_filter(app: &App, q: HashMap<String, String>) -> Result<AllocationFilte
             "user" => f.user = Some(v),
             "vcluster" => f.vcluster = Some(v),
             "limit" => {
-                let n: usize = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| ApiError::bad_request("limit", format!("{v:?} is not a positive integer")))?;
+                let n: usize = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ApiError::bad_request("limit", format!("{v:?} is not a positive integer"))
+                })?;
                 f.limit = n.min(app.cfg.max_page_size);
             }
             "cursor" => {
                 f.after = Some(v.parse().map_err(|_| {
-                    ApiError::bad_request("cursor", format!("{v:?} is not a cursor from a previous page"))
+                    ApiError::bad_request(
+                        "cursor",
+                        format!("{v:?} is not a cursor from a previous page"),
+                    )
                 })?)
             }
             other => {
@@ -97,7 +102,10 @@ pub async fn list(
     Ok(Json(json!({ "allocations": page, "next_cursor": next })))
 }
 
-pub async fn get_one(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Allocation>, ApiError> {
+pub async fn get_one(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Allocation>, ApiError> {
     let id = alloc_id(&id)?;
     let d = app.state.read();
     d.state
@@ -107,7 +115,10 @@ pub async fn get_one(State(app): State<App>, Path(id): Path<String>) -> Result<J
         .ok_or_else(|| ApiError::not_found("allocation", id))
 }
 
-pub async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Allocation>, ApiError> {
+pub async fn cancel(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Allocation>, ApiError> {
     let id = alloc_id(&id)?;
     let out = app
         .propose(Command::CancelAllocation {
@@ -130,10 +141,18 @@ pub async fn logs(
     for (k, v) in q {
         match k.as_str() {
             "stream" if v == "stdout" || v == "stderr" => stream = v,
-            "stream" => return Err(ApiError::bad_request("stream", format!("{v:?} is not stdout or stderr"))),
+            "stream" => {
+                return Err(ApiError::bad_request(
+                    "stream",
+                    format!("{v:?} is not stdout or stderr"),
+                ))
+            }
             "node" => node = Some(v),
             other => {
-                return Err(ApiError::bad_request(other, "unknown query parameter (known: stream, node)"))
+                return Err(ApiError::bad_request(
+                    other,
+                    "unknown query parameter (known: stream, node)",
+                ))
             }
         }
     }
@@ -179,7 +198,10 @@ pub async fn logs(
         })?;
     let status = resp.status();
     let body = resp.bytes().await.map_err(|e| {
-        ApiError::new(StatusCode::BAD_GATEWAY, format!("reading logs from node {node_id}: {e}"))
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("reading logs from node {node_id}: {e}"),
+        )
     })?;
     if status == reqwest::StatusCode::NOT_FOUND {
         return Err(ApiError::new(

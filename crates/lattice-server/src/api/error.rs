@@ -31,8 +31,11 @@ impl ApiError {
     }
 
     pub fn bad_request(field: &str, message: impl std::fmt::Display) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("invalid {field}: {message}"))
-            .with_detail(json!({ "field": field }))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid {field}: {message}"),
+        )
+        .with_detail(json!({ "field": field }))
     }
 
     pub fn not_found(kind: &str, id: impl std::fmt::Display) -> Self {

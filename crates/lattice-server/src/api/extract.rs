@@ -24,7 +24,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 ApiError::new(status, "request body is too large")
                     .with_detail(json!({ "reason": r.body_text() }))
             } else {
-                ApiError::new(status, format!("cannot read request body: {}", r.body_text()))
+                ApiError::new(
+                    status,
+                    format!("cannot read request body: {}", r.body_text()),
+                )
             }
         })?;
         parse_json(&bytes).map(ApiJson)
@@ -33,13 +36,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "request body is empty; expected JSON"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "request body is empty; expected JSON",
+        ));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let field = if path == "." { String::new() } else { path };
+        // Syntax errors have no meaningful path ("?"); type errors name the field.
+        let field = if inner.is_syntax() || inner.is_eof() || path == "." || path == "?" {
+            String::new()
+        } else {
+            path
+        };
         let msg = if field.is_empty() {
             format!("malformed JSON body: {inner}")
         } else {

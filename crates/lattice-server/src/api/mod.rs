@@ -37,6 +37,8 @@ pub struct App {
     pub heartbeats: Arc<Heartbeats>,
     pub http: reqwest::Client,
     pub shutting_down: Arc<AtomicBool>,
+    /// Turns `true` when the member starts shutting down (wakes long-polls).
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl App {
@@ -99,7 +101,10 @@ pub fn router(app: App) -> Router {
         .merge(raft_routes)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
         })
         .with_state(app)
 }

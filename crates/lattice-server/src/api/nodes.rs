@@ -27,11 +27,17 @@ pub async fn list(State(app): State<App>) -> Json<serde_json::Value> {
         let d = app.state.read();
         d.state.nodes().values().cloned().collect()
     };
-    let nodes: Vec<Node> = nodes.into_iter().map(|n| with_live_heartbeat(&app, n)).collect();
+    let nodes: Vec<Node> = nodes
+        .into_iter()
+        .map(|n| with_live_heartbeat(&app, n))
+        .collect();
     Json(json!({ "nodes": nodes }))
 }
 
-pub async fn get_one(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Node>, ApiError> {
+pub async fn get_one(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Node>, ApiError> {
     let n = app
         .state
         .read()
@@ -70,14 +76,24 @@ async fn set_drain(app: App, id: String, drain: bool, body: Bytes) -> Result<Jso
         .await?;
     match out {
         CommandOutcome::Node(n) => Ok(Json(with_live_heartbeat(&app, *n))),
-        other => Err(ApiError::internal(format!("unexpected apply outcome {other:?}"))),
+        other => Err(ApiError::internal(format!(
+            "unexpected apply outcome {other:?}"
+        ))),
     }
 }
 
-pub async fn drain(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> Result<Json<Node>, ApiError> {
+pub async fn drain(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Node>, ApiError> {
     set_drain(app, id, true, body).await
 }
 
-pub async fn undrain(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> Result<Json<Node>, ApiError> {
+pub async fn undrain(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Node>, ApiError> {
     set_drain(app, id, false, body).await
 }

@@ -18,6 +18,13 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let want = app.cfg.cluster_secret.as_bytes();
+    if want.is_empty() {
+        // A member without a secret (the single-member default) never needs Raft RPCs.
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Raft RPC refused: this member has no cluster secret configured (server.cluster_secret)",
+        ));
+    }
     // Compare without an early exit so the answer time does not leak the secret.
     let same = given.len() == want.len()
         && given
@@ -48,19 +55,31 @@ fn encode<T: Serialize>(value: &T) -> Response {
     }
 }
 
-pub async fn append(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn append(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     authorize(&app, &headers)?;
     let req = decode(&body)?;
     Ok(encode(&app.raft.append_entries(req).await))
 }
 
-pub async fn vote(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn vote(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     authorize(&app, &headers)?;
     let req = decode(&body)?;
     Ok(encode(&app.raft.vote(req).await))
 }
 
-pub async fn snapshot(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn snapshot(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     authorize(&app, &headers)?;
     let req = decode(&body)?;
     Ok(encode(&app.raft.install_snapshot(req).await))

@@ -38,7 +38,11 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
                 let silent = now.duration_since(last) > timeout;
                 if !n.down && silent {
                     down.push(n.id.clone());
-                } else if n.down && seen.get(&n.id).is_some_and(|t| now.duration_since(*t) < timeout) {
+                } else if n.down
+                    && seen
+                        .get(&n.id)
+                        .is_some_and(|t| now.duration_since(*t) < timeout)
+                {
                     up.push(n.id.clone());
                 }
             }

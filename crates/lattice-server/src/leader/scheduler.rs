@@ -47,7 +47,11 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
                 if !rejected.is_empty() {
                     tracing::warn!(?rejected, "plan placements refused on apply");
                 }
-                tracing::debug!(planned = placements, placed = placed.len(), "scheduling cycle committed");
+                tracing::debug!(
+                    planned = placements,
+                    placed = placed.len(),
+                    "scheduling cycle committed"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e.error, "could not commit the scheduling plan"),

@@ -73,7 +73,12 @@ impl LogStore {
     }
 
     /// Deletes entries with index in `range`, and records the purge pointer if given.
-    fn delete_range(&self, from: u64, to_inclusive: u64, purged: Option<&LogId>) -> Result<(), DbError> {
+    fn delete_range(
+        &self,
+        from: u64,
+        to_inclusive: u64,
+        purged: Option<&LogId>,
+    ) -> Result<(), DbError> {
         let tx = self.db.inner().begin_write()?;
         {
             let mut t = tx.open_table(LOGS)?;
@@ -135,7 +140,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        tokio::task::block_in_place(|| self.db.put_meta(KEY_COMMITTED, &committed)).map_err(write_err)
+        tokio::task::block_in_place(|| self.db.put_meta(KEY_COMMITTED, &committed))
+            .map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -144,7 +150,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(read_err)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -164,10 +174,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        tokio::task::block_in_place(|| self.delete_range(log_id.index, u64::MAX, None)).map_err(write_err)
+        tokio::task::block_in_place(|| self.delete_range(log_id.index, u64::MAX, None))
+            .map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        tokio::task::block_in_place(|| self.delete_range(0, log_id.index, Some(&log_id))).map_err(write_err)
+        tokio::task::block_in_place(|| self.delete_range(0, log_id.index, Some(&log_id)))
+            .map_err(write_err)
     }
 }

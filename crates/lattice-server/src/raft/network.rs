@@ -54,10 +54,16 @@ pub struct Conn {
     addr: String,
 }
 
-type RpcErr<E = openraft::error::Infallible> = RPCError<MemberId, BasicNode, RaftError<MemberId, E>>;
+type RpcErr<E = openraft::error::Infallible> =
+    RPCError<MemberId, BasicNode, RaftError<MemberId, E>>;
 
 impl Conn {
-    async fn call<Req, Resp, E>(&self, path: &str, req: &Req, ttl: Duration) -> Result<Resp, RpcErr<E>>
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RpcErr<E>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -84,7 +90,8 @@ impl Conn {
         if !resp.status().is_success() {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
-            let e = std::io::Error::other(format!("member {} answered {status}: {text}", self.target));
+            let e =
+                std::io::Error::other(format!("member {} answered {status}: {text}", self.target));
             return Err(RPCError::Network(NetworkError::new(&e)));
         }
         let bytes = resp

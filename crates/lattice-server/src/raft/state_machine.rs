@@ -134,7 +134,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let d = self.shared.read();
             let data = bincode::serialize(&*d).map_err(snap_err)?;
             let snapshot_id = match d.last_applied {
-                Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, started.elapsed().as_nanos()),
+                Some(l) => format!(
+                    "{}-{}-{}",
+                    l.leader_id.term,
+                    l.index,
+                    started.elapsed().as_nanos()
+                ),
                 None => "empty".to_string(),
             };
             let meta = SnapshotMeta {

@@ -1,0 +1,158 @@
+//! [`run`]: the agent's lifetime. It discovers the host, binds its HTTP server, registers its
+//! nodes (retrying until the control plane answers), then runs the heartbeat and work loops
+//! until `shutdown` resolves; at shutdown it stops every running rank (SIGTERM, SIGKILL after
+//! the grace period), tries once to report them, and returns.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lattice_client::Client;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{advertise_url, AgentConfig};
+use crate::error::AgentError;
+use crate::executor::Executor;
+use crate::heartbeat::{self, Heartbeat};
+use crate::http::{self, HttpState};
+use crate::ranks::Ranks;
+use crate::register::Registrar;
+use crate::work::WorkLoop;
+use crate::{discovery, process, wait};
+
+/// Extra time, beyond the kill grace, that shutdown waits for ranks to be gone.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(10);
+/// Bound on the one report attempt at shutdown.
+const FINAL_REPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown lets in-flight HTTP requests finish.
+const HTTP_DRAIN: Duration = Duration::from_secs(3);
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let nodes = config.node_ids();
+    std::fs::create_dir_all(&config.work_dir).map_err(|source| AgentError::WorkDir {
+        path: config.work_dir.clone(),
+        source,
+    })?;
+    let work_dir =
+        std::fs::canonicalize(&config.work_dir).map_err(|source| AgentError::WorkDir {
+            path: config.work_dir.clone(),
+            source,
+        })?;
+    process::become_subreaper();
+    let host = tokio::task::spawn_blocking(discovery::discover).await?;
+    let client = Client::new(&config.servers)?;
+
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|source| AgentError::Bind {
+            addr: config.listen_addr,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| AgentError::Bind {
+        addr: config.listen_addr,
+        source,
+    })?;
+    let url = advertise_url(config.advertise_url.as_deref(), bound, &host.hostname);
+    tracing::info!(
+        agent_url = %url,
+        listen = %bound,
+        nodes = ?nodes,
+        cpus = host.cpus,
+        memory_bytes = host.memory_bytes,
+        gpus = host.gpus.count,
+        work_dir = %work_dir.display(),
+        "lattice agent listening on {url}"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let app = http::router(HttpState {
+        work_dir: work_dir.clone(),
+        nodes: Arc::new(nodes.clone()),
+    });
+    let mut http_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { wait::raised(&mut http_stop).await })
+            .await
+            .map_err(AgentError::Serve)
+    });
+
+    let ranks = Arc::new(Ranks::default());
+    let grace = Duration::from_secs(config.kill_grace_seconds);
+    let executor = Executor::new(ranks.clone(), work_dir, grace, stop_rx.clone());
+    let registrar = Arc::new(Registrar::new(
+        client.clone(),
+        host,
+        config.features.clone(),
+        url,
+    ));
+    let heartbeat = Heartbeat::new(
+        client.clone(),
+        ranks.clone(),
+        registrar.clone(),
+        nodes.clone(),
+        Duration::from_secs(config.heartbeat_interval_seconds),
+    );
+    let work = WorkLoop::new(
+        client.clone(),
+        ranks.clone(),
+        executor,
+        registrar.clone(),
+        nodes.clone(),
+    );
+    let mut loops_stop = stop_rx.clone();
+    let loops = tokio::spawn(async move {
+        if registrar.register(&nodes, &mut loops_stop).await {
+            tokio::join!(heartbeat.run(loops_stop.clone()), work.run(loops_stop));
+        }
+    });
+
+    shutdown.await;
+    tracing::info!(
+        running = ranks.running_count(),
+        "shutting down: stopping running allocations"
+    );
+    stop_tx.send_replace(true);
+    if let Err(e) = loops.await {
+        tracing::warn!(error = %e, "agent loop ended abnormally");
+    }
+    if tokio::time::timeout(grace + SHUTDOWN_SLACK, ranks.idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            running = ranks.running_count(),
+            "some allocations did not stop in time"
+        );
+    }
+    let pending = ranks.pending_reports().len();
+    if pending > 0 {
+        let once = client.with_retry_for(Duration::ZERO);
+        let nodes = config.node_ids();
+        match tokio::time::timeout(FINAL_REPORT_TIMEOUT, heartbeat::send(&once, &ranks, &nodes))
+            .await
+        {
+            Ok(Ok(_)) => tracing::info!(reports = pending, "final exit reports delivered"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, reports = pending, "cannot deliver final exit reports")
+            }
+            Err(_) => tracing::warn!(reports = pending, "final exit reports timed out"),
+        }
+    }
+    // In-flight log downloads may finish; a slow one does not hold the agent up.
+    let abort = server.abort_handle();
+    match tokio::time::timeout(HTTP_DRAIN, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "agent HTTP server failed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "agent HTTP server task failed"),
+        Err(_) => abort.abort(),
+    }
+    tracing::info!("agent stopped");
+    Ok(())
+}

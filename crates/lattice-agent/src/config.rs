@@ -1,0 +1,185 @@
+//! [`AgentConfig`]: everything an agent needs to know, loadable from the `agent:` section of
+//! the YAML configuration (unknown keys are rejected, missing keys take their defaults).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use lattice_core::NodeId;
+use serde::{Deserialize, Serialize};
+
+use crate::discovery;
+use crate::error::AgentError;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Control-plane URLs, e.g. `http://10.0.0.1:8080`.
+    pub servers: Vec<String>,
+    /// Base node name; defaults to the hostname.
+    pub node_id: String,
+    /// How many nodes this agent presents. With more than one, node IDs are
+    /// `{node_id}-1` .. `{node_id}-{nodes}`; with one, just `{node_id}`.
+    pub nodes: u32,
+    /// Features advertised for every presented node (matched by allocation constraints).
+    pub features: Vec<String>,
+    pub heartbeat_interval_seconds: u64,
+    /// Time between SIGTERM and SIGKILL when a rank is stopped or hits its walltime.
+    pub kill_grace_seconds: u64,
+    /// Per-rank directories live under `{work_dir}/{node_id}/{allocation_id}/`.
+    pub work_dir: PathBuf,
+    /// Address of the agent's own HTTP server (health, logs).
+    pub listen_addr: SocketAddr,
+    /// URL the control plane uses to reach this agent; derived from the bound address when
+    /// absent.
+    pub advertise_url: Option<String>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            servers: vec!["http://127.0.0.1:8080".into()],
+            node_id: discovery::hostname(),
+            nodes: 1,
+            features: Vec::new(),
+            heartbeat_interval_seconds: 5,
+            kill_grace_seconds: 10,
+            work_dir: PathBuf::from("/var/lib/lattice/agent"),
+            listen_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8081),
+            advertise_url: None,
+        }
+    }
+}
+
+impl AgentConfig {
+    /// IDs of the nodes this agent presents, in order.
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        if self.nodes <= 1 {
+            vec![self.node_id.clone()]
+        } else {
+            (1..=self.nodes)
+                .map(|i| format!("{}-{i}", self.node_id))
+                .collect()
+        }
+    }
+
+    /// Rejects settings the agent cannot work with.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        let bad = |m: &str| Err(AgentError::Config(m.to_string()));
+        if self.servers.iter().all(|s| s.trim().is_empty()) {
+            return bad("servers: at least one control-plane URL is required");
+        }
+        if self.nodes == 0 {
+            return bad("nodes: must be at least 1");
+        }
+        let id_ok = !self.node_id.is_empty()
+            && self
+                .node_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !self.node_id.starts_with('.');
+        if !id_ok {
+            return bad("node_id: use letters, digits, '-', '_' and '.' (not leading)");
+        }
+        if self.heartbeat_interval_seconds == 0 {
+            return bad("heartbeat_interval_seconds: must be at least 1");
+        }
+        if let Some(u) = &self.advertise_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return bad("advertise_url: must start with http:// or https://");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The URL the control plane should use to reach the agent: the configured one, else
+/// `http://{bound ip}:{port}`, with the hostname in place of an unspecified IP (`0.0.0.0`, `::`).
+pub fn advertise_url(configured: Option<&str>, bound: SocketAddr, hostname: &str) -> String {
+    if let Some(u) = configured {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = match bound.ip() {
+        ip if ip.is_unspecified() => hostname.to_string(),
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    format!("http://{host}:{}", bound.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_single_and_many() {
+        let mut c = AgentConfig {
+            node_id: "dev".into(),
+            ..AgentConfig::default()
+        };
+        assert_eq!(c.node_ids(), vec!["dev"]);
+        c.nodes = 3;
+        assert_eq!(c.node_ids(), vec!["dev-1", "dev-2", "dev-3"]);
+    }
+
+    #[test]
+    fn deserializes_partial_section_and_rejects_unknown_keys() {
+        let c: AgentConfig = serde_json::from_value(serde_json::json!({
+            "servers": ["http://a:8080"],
+            "nodes": 4,
+            "listen_addr": "127.0.0.1:0"
+        }))
+        .expect("valid section");
+        assert_eq!(c.nodes, 4);
+        assert_eq!(c.heartbeat_interval_seconds, 5);
+        assert_eq!(c.kill_grace_seconds, 10);
+        assert_eq!(c.listen_addr, "127.0.0.1:0".parse().expect("addr"));
+        let bad = serde_json::from_value::<AgentConfig>(serde_json::json!({"nodez": 4}));
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn validate_catches_bad_settings() {
+        let ok = AgentConfig {
+            node_id: "n1".into(),
+            ..AgentConfig::default()
+        };
+        assert!(ok.validate().is_ok());
+        for bad in [
+            AgentConfig {
+                nodes: 0,
+                ..ok.clone()
+            },
+            AgentConfig {
+                node_id: "../etc".into(),
+                ..ok.clone()
+            },
+            AgentConfig {
+                servers: vec![],
+                ..ok.clone()
+            },
+            AgentConfig {
+                heartbeat_interval_seconds: 0,
+                ..ok.clone()
+            },
+            AgentConfig {
+                advertise_url: Some("agent:8081".into()),
+                ..ok.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn advertise_url_variants() {
+        let v4: SocketAddr = "127.0.0.1:9000".parse().expect("addr");
+        let any: SocketAddr = "0.0.0.0:8081".parse().expect("addr");
+        let v6: SocketAddr = "[::1]:8081".parse().expect("addr");
+        let any6: SocketAddr = "[::]:8081".parse().expect("addr");
+        assert_eq!(advertise_url(None, v4, "h"), "http://127.0.0.1:9000");
+        assert_eq!(advertise_url(None, any, "h"), "http://h:8081");
+        assert_eq!(advertise_url(None, v6, "h"), "http://[::1]:8081");
+        assert_eq!(advertise_url(None, any6, "h"), "http://h:8081");
+        assert_eq!(advertise_url(Some("http://x:1/"), any, "h"), "http://x:1");
+    }
+}

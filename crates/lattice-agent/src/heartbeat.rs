@@ -1,0 +1,113 @@
+//! The heartbeat loop: every `heartbeat_interval_seconds`, and at once whenever an exit report
+//! is queued, tells the control plane that the agent's nodes are alive and carries every
+//! pending exit report. Reports stay queued until a heartbeat carrying them succeeds (the
+//! control plane ignores duplicates, so resending is safe). Nodes the control plane does not
+//! know are registered again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lattice_client::{Client, ClientError};
+use lattice_core::agent::HeartbeatRequest;
+use lattice_core::NodeId;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use crate::ranks::Ranks;
+use crate::register::Registrar;
+use crate::wait;
+
+pub struct Heartbeat {
+    client: Client,
+    ranks: Arc<Ranks>,
+    registrar: Arc<Registrar>,
+    nodes: Vec<NodeId>,
+    interval: Duration,
+}
+
+impl Heartbeat {
+    pub fn new(
+        client: Client,
+        ranks: Arc<Ranks>,
+        registrar: Arc<Registrar>,
+        nodes: Vec<NodeId>,
+        interval: Duration,
+    ) -> Self {
+        Heartbeat {
+            // Give up on an unreachable server within one period; the next beat retries.
+            client: client.with_retry_for(interval),
+            ranks,
+            registrar,
+            nodes,
+            interval,
+        }
+    }
+
+    /// Beats until `shutdown` is raised.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut failures = 0u32;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.ranks.report_queued() => {}
+                () = wait::raised(&mut shutdown) => return,
+            }
+            let beat = tokio::select! {
+                r = self.beat_once() => r,
+                () = wait::raised(&mut shutdown) => return,
+            };
+            match beat {
+                Ok(unknown) => {
+                    if failures > 0 {
+                        tracing::info!("heartbeats answered again");
+                    }
+                    failures = 0;
+                    if !unknown.is_empty() {
+                        tracing::warn!(nodes = ?unknown, "control plane does not know these nodes; registering again");
+                        if !self.registrar.register(&unknown, &mut shutdown).await {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures.is_power_of_two() {
+                        tracing::warn!(error = %e, failures, pending_reports = self.ranks.pending_reports().len(), "heartbeat failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one heartbeat with every pending report and marks them delivered on success.
+    /// Returns the presented nodes the control plane does not know.
+    pub async fn beat_once(&self) -> Result<Vec<NodeId>, ClientError> {
+        send(&self.client, &self.ranks, &self.nodes).await
+    }
+}
+
+/// One heartbeat carrying the pending reports of `ranks`; used by the loop and, once, at
+/// shutdown. Returns the presented nodes the control plane does not know.
+pub async fn send(
+    client: &Client,
+    ranks: &Ranks,
+    nodes: &[NodeId],
+) -> Result<Vec<NodeId>, ClientError> {
+    let reports = ranks.pending_reports();
+    let req = HeartbeatRequest {
+        nodes: nodes.to_vec(),
+        reports,
+    };
+    let resp = client.heartbeat(&req).await?;
+    if !req.reports.is_empty() {
+        tracing::debug!(reports = req.reports.len(), "exit reports delivered");
+        ranks.ack(&req.reports);
+    }
+    Ok(resp
+        .unknown_nodes
+        .into_iter()
+        .filter(|n| nodes.contains(n))
+        .collect())
+}

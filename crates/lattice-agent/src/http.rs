@@ -1,0 +1,235 @@
+//! The agent's own HTTP server: `GET /healthz` and
+//! `GET /allocations/{id}/logs?node=&stream=stdout|stderr&tail_bytes=`, which streams a
+//! rank's captured output as plain text. Errors are JSON bodies `{"error": "..."}`.
+
+use std::io::SeekFrom;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use lattice_core::{AllocId, NodeId};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::launch::{self, STDERR_FILE, STDOUT_FILE};
+use crate::reconcile::RankKey;
+
+/// Read size of the log stream.
+const CHUNK: u64 = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("cannot read the log: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::NotFound(_) => StatusCode::NOT_FOUND,
+            HttpError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (
+            status,
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response()
+    }
+}
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub work_dir: PathBuf,
+    /// Presented nodes, in order; the only values `node=` accepts.
+    pub nodes: Arc<Vec<NodeId>>,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/allocations/{id}/logs", get(logs))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+#[derive(Debug, Deserialize)]
+struct LogsQuery {
+    node: Option<String>,
+    stream: Option<String>,
+    tail_bytes: Option<u64>,
+}
+
+async fn logs(
+    State(state): State<HttpState>,
+    id: Result<Path<AllocId>, PathRejection>,
+    query: Result<Query<LogsQuery>, QueryRejection>,
+) -> Result<Response, HttpError> {
+    let Path(id) = id.map_err(|e| HttpError::BadRequest(format!("bad allocation id: {e}")))?;
+    let Query(q) = query.map_err(|e| HttpError::BadRequest(e.body_text()))?;
+    let file = match q.stream.as_deref().unwrap_or(STDOUT_FILE) {
+        STDOUT_FILE => STDOUT_FILE,
+        STDERR_FILE => STDERR_FILE,
+        other => {
+            return Err(HttpError::BadRequest(format!(
+                "stream must be stdout or stderr, not {other:?}"
+            )))
+        }
+    };
+    let dir = match q.node {
+        Some(node) => {
+            if !state.nodes.contains(&node) {
+                return Err(HttpError::NotFound(format!(
+                    "node {node:?} is not served by this agent"
+                )));
+            }
+            launch::rank_dir(&state.work_dir, &RankKey::new(id, node))
+        }
+        None => state
+            .nodes
+            .iter()
+            .map(|n| launch::rank_dir(&state.work_dir, &RankKey::new(id, n.clone())))
+            .find(|d| d.is_dir())
+            .ok_or_else(|| {
+                HttpError::NotFound(format!("allocation {id} has no output on this agent"))
+            })?,
+    };
+    let path = dir.join(file);
+    let mut f = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(HttpError::NotFound(format!(
+                "allocation {id} has no {file} here"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let len = f.metadata().await?.len();
+    let start = q.tail_bytes.map_or(0, |t| len.saturating_sub(t));
+    f.seek(SeekFrom::Start(start)).await?;
+    let body = Body::from_stream(chunks(f, len - start));
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
+}
+
+/// Up to `limit` bytes of `f` from its current position, in chunks (the length is fixed when
+/// the request arrives, so a growing log does not make the answer endless).
+fn chunks(
+    f: tokio::fs::File,
+    limit: u64,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures::stream::try_unfold((f, limit), |(mut f, left)| async move {
+        if left == 0 {
+            return Ok(None);
+        }
+        let want = usize::try_from(left.min(CHUNK)).unwrap_or(usize::MAX);
+        let mut buf = vec![0u8; want];
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        Ok(Some((Bytes::from(buf), (f, left - n as u64))))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Router) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rank = dir.path().join("n2").join("5");
+        std::fs::create_dir_all(&rank).expect("mkdir");
+        std::fs::write(rank.join("stdout"), "line1\nline2\n").expect("write");
+        std::fs::write(rank.join("stderr"), "warn\n").expect("write");
+        let state = HttpState {
+            work_dir: dir.path().to_path_buf(),
+            nodes: Arc::new(vec!["n1".into(), "n2".into()]),
+        };
+        (dir, router(state))
+    }
+
+    async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
+        let resp = app
+            .clone()
+            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn healthz_is_ok() {
+        let (_d, app) = setup();
+        assert_eq!(
+            get(&app, "/healthz").await,
+            (StatusCode::OK, r#"{"status":"ok"}"#.to_string())
+        );
+    }
+
+    #[tokio::test]
+    async fn serves_logs_with_defaults_and_tail() {
+        let (_d, app) = setup();
+        let ok = |s: &str| (StatusCode::OK, s.to_string());
+        // Default node: the first presented node holding the allocation (n2); default stdout.
+        assert_eq!(get(&app, "/allocations/5/logs").await, ok("line1\nline2\n"));
+        assert_eq!(
+            get(&app, "/allocations/5/logs?stream=stderr").await,
+            ok("warn\n")
+        );
+        assert_eq!(
+            get(
+                &app,
+                "/allocations/5/logs?node=n2&stream=stdout&tail_bytes=6"
+            )
+            .await,
+            ok("line2\n")
+        );
+        assert_eq!(
+            get(&app, "/allocations/5/logs?tail_bytes=1000").await,
+            ok("line1\nline2\n")
+        );
+        assert_eq!(get(&app, "/allocations/5/logs?tail_bytes=0").await, ok(""));
+    }
+
+    #[tokio::test]
+    async fn errors_are_json() {
+        let (_d, app) = setup();
+        for (uri, status) in [
+            ("/allocations/6/logs", StatusCode::NOT_FOUND),
+            ("/allocations/5/logs?node=n1", StatusCode::NOT_FOUND),
+            ("/allocations/5/logs?node=..", StatusCode::NOT_FOUND),
+            ("/allocations/5/logs?stream=stdin", StatusCode::BAD_REQUEST),
+            ("/allocations/x/logs", StatusCode::BAD_REQUEST),
+            ("/allocations/5/logs?tail_bytes=-1", StatusCode::BAD_REQUEST),
+        ] {
+            let (got, body) = get(&app, uri).await;
+            assert_eq!(got, status, "{uri}: {body}");
+            let v: serde_json::Value = serde_json::from_str(&body).expect("json body");
+            assert!(
+                v["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{uri}: {body}"
+            );
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The work loop: long-polls the control plane for the work of the agent's nodes and, after
+//! every answer, reconciles (the pure `reconcile`) and lets the executor act on the result.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lattice_client::Client;
+use lattice_core::agent::WorkRequest;
+use lattice_core::NodeId;
+use tokio::sync::watch;
+
+use crate::executor::Executor;
+use crate::ranks::Ranks;
+use crate::reconcile::reconcile;
+use crate::register::Registrar;
+use crate::wait;
+
+/// How long the control plane may hold one long-poll.
+pub const WAIT: Duration = Duration::from_millis(25_000);
+/// Pause after an unchanged answer that came back sooner than this.
+const MIN_POLL: Duration = Duration::from_millis(500);
+
+pub struct WorkLoop {
+    client: Client,
+    ranks: Arc<Ranks>,
+    executor: Executor,
+    registrar: Arc<Registrar>,
+    nodes: Vec<NodeId>,
+}
+
+impl WorkLoop {
+    pub fn new(
+        client: Client,
+        ranks: Arc<Ranks>,
+        executor: Executor,
+        registrar: Arc<Registrar>,
+        nodes: Vec<NodeId>,
+    ) -> Self {
+        WorkLoop {
+            client,
+            ranks,
+            executor,
+            registrar,
+            nodes,
+        }
+    }
+
+    /// Polls and reconciles until `shutdown` is raised.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut known_revision = 0u64;
+        let mut failures = 0u32;
+        loop {
+            let req = WorkRequest {
+                nodes: self.nodes.clone(),
+                known_revision,
+                wait_ms: u64::try_from(WAIT.as_millis()).unwrap_or(u64::MAX),
+            };
+            let asked_at = tokio::time::Instant::now();
+            let answer = tokio::select! {
+                r = self.client.work(&req) => r,
+                () = wait::raised(&mut shutdown) => return,
+            };
+            let resp = match answer {
+                Ok(r) => r,
+                Err(e) => {
+                    failures += 1;
+                    let delay = wait::backoff(failures);
+                    if failures.is_power_of_two() {
+                        tracing::warn!(error = %e, failures, retry_in = ?delay, "work poll failed");
+                    }
+                    if wait::sleep_or_raised(delay, &mut shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            failures = 0;
+            // Nodes the control plane does not know are left out of this round (their ranks
+            // are neither started nor stopped on an answer that says nothing about them).
+            let unknown: Vec<NodeId> = resp
+                .unknown_nodes
+                .iter()
+                .filter(|n| self.nodes.contains(n))
+                .cloned()
+                .collect();
+            let asked: Vec<NodeId> = self
+                .nodes
+                .iter()
+                .filter(|n| !unknown.contains(n))
+                .cloned()
+                .collect();
+            let actions = reconcile(&resp.assignments, &self.ranks.view(&asked));
+            if !actions.is_empty() {
+                tracing::debug!(
+                    revision = resp.revision,
+                    actions = actions.len(),
+                    "reconciled"
+                );
+            }
+            self.executor.apply(actions);
+            let unchanged = resp.revision == known_revision;
+            known_revision = resp.revision;
+            if !unknown.is_empty() {
+                tracing::warn!(nodes = ?unknown, "control plane does not know these nodes; registering again");
+                if !self.registrar.register(&unknown, &mut shutdown).await {
+                    return;
+                }
+            }
+            // A server that answers an unchanged revision at once is not holding the poll:
+            // do not spin against it.
+            if unchanged
+                && asked_at.elapsed() < MIN_POLL
+                && wait::sleep_or_raised(MIN_POLL, &mut shutdown).await
+            {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! How allocations are shown: the squeue-like table of `lattice status` and the `key: value`
+//! detail view of `lattice status ID`. Pure functions of the allocations and the local clock.
+
+use lattice_core::{AllocState, Allocation, Timestamp};
+
+use super::constraint::describe;
+use super::output::one_line;
+use super::table::{format_elapsed, format_time, Align, Table};
+
+/// Seconds the allocation has run: up to now while running, up to its end once finished.
+pub fn elapsed_secs(a: &Allocation, now: Timestamp) -> u64 {
+    match (a.started_at, a.finished_at) {
+        (Some(start), Some(end)) => end.millis_since(start) / 1000,
+        (Some(start), None) => now.millis_since(start) / 1000,
+        (None, _) => 0,
+    }
+}
+
+/// `NODELIST(REASON)`: the assigned nodes, or `(reason)` while there are none.
+fn nodelist_or_reason(a: &Allocation) -> String {
+    if a.assigned_nodes.is_empty() || a.state == AllocState::Pending {
+        format!("({})", a.reason.as_deref().unwrap_or("None"))
+    } else {
+        a.assigned_nodes.join(",")
+    }
+}
+
+/// The allocation table; `wide` adds VCLUSTER, PRIORITY, SUBMITTED and EXIT.
+pub fn table(allocs: &[Allocation], now: Timestamp, wide: bool) -> String {
+    use Align::{Left, Right};
+    let mut cols = vec![("ID", Right), ("NAME", Left), ("TENANT", Left)];
+    if wide {
+        cols.push(("VCLUSTER", Left));
+    }
+    cols.extend([("USER", Left), ("STATE", Left)]);
+    if wide {
+        cols.extend([("PRIORITY", Right), ("SUBMITTED", Left)]);
+    }
+    cols.extend([("TIME", Right), ("NODES", Right)]);
+    if wide {
+        cols.push(("EXIT", Right));
+    }
+    cols.push(("NODELIST(REASON)", Left));
+
+    let mut t = Table::new(cols);
+    for a in allocs {
+        let mut row = vec![a.id.to_string(), a.name.clone(), a.tenant.clone()];
+        if wide {
+            row.push(a.vcluster.clone());
+        }
+        row.extend([a.user.clone(), a.state.as_str().to_string()]);
+        if wide {
+            row.extend([a.priority.to_string(), format_time(a.submitted_at)]);
+        }
+        row.extend([format_elapsed(elapsed_secs(a, now)), a.nodes.to_string()]);
+        if wide {
+            row.push(a.exit_code.map_or("-".into(), |c| c.to_string()));
+        }
+        row.push(nodelist_or_reason(a));
+        t.row(row);
+    }
+    t.render()
+}
+
+/// Every field of one allocation as aligned `key: value` lines; the script, if any, follows
+/// indented.
+pub fn detail(a: &Allocation, now: Timestamp) -> String {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let time = |t: Option<Timestamp>| opt(t.map(format_time));
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "-".to_string()
+        } else {
+            items.join(" ")
+        }
+    };
+    let fields: Vec<(&str, String)> = vec![
+        ("id", a.id.to_string()),
+        ("name", a.name.clone()),
+        ("state", a.state.as_str().to_string()),
+        ("reason", opt(a.reason.clone())),
+        ("reason_detail", opt(a.reason_detail.clone())),
+        ("tenant", a.tenant.clone()),
+        ("vcluster", a.vcluster.clone()),
+        ("user", a.user.clone()),
+        ("priority", a.priority.to_string()),
+        ("nodes", a.nodes.to_string()),
+        (
+            "assigned_nodes",
+            opt((!a.assigned_nodes.is_empty()).then(|| a.assigned_nodes.join(","))),
+        ),
+        ("constraints", describe(&a.constraints)),
+        (
+            "walltime",
+            format!(
+                "{} ({} s)",
+                format_elapsed(a.walltime_seconds),
+                a.walltime_seconds
+            ),
+        ),
+        ("submitted_at", format_time(a.submitted_at)),
+        ("started_at", time(a.started_at)),
+        ("finished_at", time(a.finished_at)),
+        ("elapsed", format_elapsed(elapsed_secs(a, now))),
+        ("exit_code", opt(a.exit_code.map(|c| c.to_string()))),
+        (
+            "node_exit_codes",
+            list(
+                a.node_exit_codes
+                    .iter()
+                    .map(|(n, c)| format!("{n}={}", exit_text(*c)))
+                    .collect(),
+            ),
+        ),
+        (
+            "env",
+            list(
+                a.env
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", shell_quote(v)))
+                    .collect(),
+            ),
+        ),
+        (
+            "command",
+            opt(a.command.as_ref().map(|argv| {
+                argv.iter()
+                    .map(|w| shell_quote(w))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })),
+        ),
+    ];
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    let mut out = String::new();
+    for (key, value) in fields {
+        out.push_str(&format!(
+            "{:<width$} {}\n",
+            format!("{key}:"),
+            one_line(&value)
+        ));
+    }
+    if let Some(script) = &a.script {
+        out.push_str("script:\n");
+        for line in script.lines() {
+            let line: String = line
+                .chars()
+                .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+                .collect();
+            out.push_str(format!("    {line}").trim_end());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// An exit code, with the signal spelled out for negative codes (`-9 (signal 9)`).
+fn exit_text(code: i32) -> String {
+    if code < 0 {
+        format!("{code} (signal {})", code.unsigned_abs())
+    } else {
+        code.to_string()
+    }
+}
+
+/// A word as a POSIX shell would need it written.
+fn shell_quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use lattice_core::{AllocationSpec, Constraints};
+
+    use super::*;
+
+    const T0: u64 = 1_772_366_400_000;
+
+    fn alloc(id: u64, name: &str) -> Allocation {
+        let spec = AllocationSpec {
+            name: name.into(),
+            tenant: "physics".into(),
+            vcluster: "default".into(),
+            user: "alice".into(),
+            command: Some(vec!["sleep".into(), "60".into()]),
+            script: None,
+            nodes: 1,
+            walltime_seconds: 3600,
+            priority: 5,
+            constraints: Constraints::default(),
+            env: BTreeMap::new(),
+        };
+        Allocation::new(id, spec, Timestamp::from_millis(T0))
+    }
+
+    fn secs(s: u64) -> Timestamp {
+        Timestamp::from_millis(T0 + s * 1000)
+    }
+
+    fn sample() -> Vec<Allocation> {
+        let mut pending = alloc(7, "wait");
+        pending.reason = Some("resources".into());
+        pending.nodes = 16;
+        let mut running = alloc(12, "train-big");
+        running.state = AllocState::Running;
+        running.started_at = Some(secs(10));
+        running.assigned_nodes = vec!["nid001".into(), "nid002".into()];
+        running.nodes = 2;
+        vec![pending, running]
+    }
+
+    #[test]
+    fn squeue_like_table() {
+        let now = secs(10 + 3725);
+        assert_eq!(
+            table(&sample(), now, false),
+            "ID  NAME       TENANT   USER   STATE       TIME  NODES  NODELIST(REASON)\n\
+             \x207  wait       physics  alice  pending     0:00     16  (resources)\n\
+             12  train-big  physics  alice  running  1:02:05      2  nid001,nid002\n"
+        );
+    }
+
+    #[test]
+    fn wide_table_adds_columns() {
+        let mut allocs = sample();
+        allocs[1].state = AllocState::Failed;
+        allocs[1].finished_at = Some(secs(70));
+        allocs[1].exit_code = Some(3);
+        let text = table(&allocs, secs(99_999), true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "ID  NAME       TENANT   VCLUSTER  USER   STATE    PRIORITY  SUBMITTED             \
+             TIME  NODES  EXIT  NODELIST(REASON)"
+        );
+        assert_eq!(
+            lines[2],
+            "12  train-big  physics  default   alice  failed          5  2026-03-01T12:00:00Z  \
+             1:00      2     3  nid001,nid002"
+        );
+        assert!(lines[1].contains("  -  (resources)"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn pending_without_reason_and_empty_list() {
+        let a = alloc(1, "x");
+        assert!(table(&[a], secs(5), false).ends_with("(None)\n"));
+        assert_eq!(
+            table(&[], secs(0), false),
+            "ID  NAME  TENANT  USER  STATE  TIME  NODES  NODELIST(REASON)\n"
+        );
+    }
+
+    #[test]
+    fn elapsed_uses_the_right_ends() {
+        let mut a = alloc(1, "x");
+        assert_eq!(elapsed_secs(&a, secs(50)), 0);
+        a.started_at = Some(secs(10));
+        assert_eq!(elapsed_secs(&a, secs(50)), 40);
+        a.finished_at = Some(secs(20));
+        assert_eq!(elapsed_secs(&a, secs(50)), 10);
+        assert_eq!(elapsed_secs(&a, secs(0)), 10);
+        a.finished_at = None;
+        assert_eq!(
+            elapsed_secs(&a, secs(0)),
+            0,
+            "local clock behind the server's"
+        );
+    }
+
+    #[test]
+    fn detail_shows_every_field() {
+        let mut a = sample().remove(1);
+        a.state = AllocState::Failed;
+        a.finished_at = Some(secs(40));
+        a.exit_code = Some(137);
+        a.reason = Some("exit_code".into());
+        a.reason_detail = Some("rank 1 on nid002\nwas killed".into());
+        a.node_exit_codes = [("nid001".to_string(), 0), ("nid002".to_string(), -9)].into();
+        a.env = [("GREETING".to_string(), "hello world".to_string())].into();
+        a.command = Some(vec!["echo".into(), "it's".into()]);
+        let text = detail(&a, secs(1000));
+        for want in [
+            "id:              12\n",
+            "state:           failed\n",
+            "reason:          exit_code\n",
+            "reason_detail:   rank 1 on nid002 was killed\n",
+            "assigned_nodes:  nid001,nid002\n",
+            "constraints:     -\n",
+            "walltime:        1:00:00 (3600 s)\n",
+            "started_at:      2026-03-01T12:00:10Z\n",
+            "elapsed:         0:30\n",
+            "exit_code:       137\n",
+            "node_exit_codes: nid001=0 nid002=-9 (signal 9)\n",
+            "env:             GREETING='hello world'\n",
+            "command:         echo 'it'\\''s'\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert!(!text.contains("script:"));
+    }
+
+    #[test]
+    fn detail_shows_the_script_indented() {
+        let mut a = alloc(3, "s");
+        a.command = None;
+        a.script = Some("#!/bin/sh\necho \x1b[31mred\n\nexit 0\n".into());
+        let text = detail(&a, secs(0));
+        assert!(text.contains("command:         -\n"), "{text}");
+        assert!(
+            text.ends_with("script:\n    #!/bin/sh\n    echo ?[31mred\n\n    exit 0\n"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs Lattice's whole test suite. Installs what the tests need when it is missing (Debian
+# packages need root), then builds once and runs every test with cargo-nextest (tests run in
+# parallel; each integration test uses its own ephemeral loopback ports and temp dirs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages whose programs the tests run for real (none yet; Prometheus and
+# VictoriaMetrics join with the observability and telemetry features).
+PKGS=()
+need_pkgs=()
+for pkg in "${PKGS[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+    else
+        echo "missing packages: ${need_pkgs[*]} (run as root, or apt-get install them)" >&2
+        exit 1
+    fi
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    cargo install --locked cargo-nextest
+fi
+
+cargo build --workspace --all-targets
+cargo nextest run --workspace --no-fail-fast "$@"
+# Doc tests are not run by nextest.
+cargo test --workspace --doc
