@@ -1,7 +1,8 @@
 //! [`run`]: the agent's lifetime. It discovers the host, binds its HTTP server, registers its
 //! nodes (retrying until the control plane answers), then runs the heartbeat and work loops
 //! until `shutdown` resolves; at shutdown it stops every running rank (SIGTERM, SIGKILL after
-//! the grace period), tries once to report them, and returns.
+//! the grace period), tries once to report them, and returns. Telemetry, when configured, runs
+//! beside them from the start.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,9 +17,11 @@ use crate::error::AgentError;
 use crate::executor::Executor;
 use crate::heartbeat::{self, Heartbeat};
 use crate::http::{self, HttpState};
+use crate::metrics::AgentMetrics;
 use crate::ranks::Ranks;
 use crate::register::Registrar;
 use crate::work::WorkLoop;
+use crate::telemetry::{self, TelemetryConfig};
 use crate::{discovery, process, wait};
 
 /// Extra time, beyond the kill grace, that shutdown waits for ranks to be gone.
@@ -28,12 +31,15 @@ const FINAL_REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown lets in-flight HTTP requests finish.
 const HTTP_DRAIN: Duration = Duration::from_secs(3);
 
-/// Runs the agent until `shutdown` resolves.
+/// Runs the agent until `shutdown` resolves. `telemetry` is the `telemetry:` section (off
+/// without an endpoint).
 pub async fn run(
     config: AgentConfig,
+    telemetry: TelemetryConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    telemetry.validate()?;
     let nodes = config.node_ids();
     std::fs::create_dir_all(&config.work_dir).map_err(|source| AgentError::WorkDir {
         path: config.work_dir.clone(),
@@ -71,9 +77,11 @@ pub async fn run(
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = Arc::new(AgentMetrics::default());
     let app = http::router(HttpState {
         work_dir: work_dir.clone(),
         nodes: Arc::new(nodes.clone()),
+        metrics: metrics.clone(),
     });
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
@@ -84,6 +92,13 @@ pub async fn run(
     });
 
     let ranks = Arc::new(Ranks::default());
+    let telemetry = telemetry::spawn(
+        &telemetry,
+        nodes.clone(),
+        ranks.clone(),
+        metrics,
+        stop_rx.clone(),
+    )?;
     let grace = Duration::from_secs(config.kill_grace_seconds);
     let executor = Executor::new(ranks.clone(), work_dir, grace, stop_rx.clone());
     let registrar = Arc::new(Registrar::new(
@@ -143,6 +158,12 @@ pub async fn run(
                 tracing::warn!(error = %e, reports = pending, "cannot deliver final exit reports")
             }
             Err(_) => tracing::warn!(reports = pending, "final exit reports timed out"),
+        }
+    }
+    if let Some(t) = telemetry {
+        // It ends at once, after a bounded last push of what is queued.
+        if let Err(e) = t.await {
+            tracing::warn!(error = %e, "telemetry task ended abnormally");
         }
     }
     // In-flight log downloads may finish; a slow one does not hold the agent up.

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::launch::{self, LaunchError};
 use crate::process;
-use crate::ranks::Ranks;
+use crate::ranks::{Group, Ranks};
 use crate::reconcile::{Action, RankKey};
 use crate::records::{self, DiskRecord, Recovery};
 use crate::supervise::{self, Cause, Watch};
@@ -83,7 +83,7 @@ impl Executor {
         let dir = launch::rank_dir(&self.work_dir, &key);
         if let Some(record) = records::read(&dir) {
             tracing::info!(%key, dir = %dir.display(), "started before this agent run; not starting again");
-            self.recover(key, dir, &record, a.walltime_seconds, false);
+            self.recover(key, dir, &record, a.walltime_seconds, owner(a), false);
             return;
         }
         let plan = match launch::plan(a, &self.work_dir) {
@@ -106,7 +106,13 @@ impl Executor {
             tracing::warn!(%key, error = %e, "cannot write pid file; a restarted agent will not find this rank");
         }
         tracing::info!(%key, pgid, program = %plan.program, "started");
-        let stop = self.ranks.insert_running(key.clone());
+        let (tenant, vcluster) = owner(a);
+        let group = Group {
+            pgid,
+            tenant,
+            vcluster,
+        };
+        let stop = self.ranks.insert_running(key.clone(), group);
         let deadline = walltime_deadline(a.walltime_seconds, Duration::ZERO);
         let w = self.watch(stop, deadline, a.walltime_seconds);
         let this = self.clone();
@@ -121,7 +127,8 @@ impl Executor {
     fn retire(&self, key: RankKey) {
         let dir = launch::rank_dir(&self.work_dir, &key);
         match records::read(&dir) {
-            Some(record) => self.recover(key, dir, &record, 0, true),
+            // Only the key is known here; the group is stopped at once anyway.
+            Some(record) => self.recover(key, dir, &record, 0, Default::default(), true),
             None => {
                 tracing::info!(%key, "stopped before it started here");
                 let report = ExitReport {
@@ -134,8 +141,16 @@ impl Executor {
     }
 
     /// Takes over a rank started by an earlier agent run: adopts its live process group, or
-    /// reports what the records say.
-    fn recover(&self, key: RankKey, dir: PathBuf, record: &DiskRecord, walltime: u64, stop: bool) {
+    /// reports what the records say. `owner` is (tenant, vcluster) for telemetry labels.
+    fn recover(
+        &self,
+        key: RankKey,
+        dir: PathBuf,
+        record: &DiskRecord,
+        walltime: u64,
+        owner: (String, String),
+        stop: bool,
+    ) {
         match records::recover(&key, record, process::group_alive) {
             Recovery::Report(report) => {
                 tracing::info!(%key, outcome = ?report.outcome, "earlier run already gone");
@@ -143,7 +158,13 @@ impl Executor {
             }
             Recovery::Adopt { pgid } => {
                 tracing::info!(%key, pgid, "adopting process group of an earlier agent run");
-                let stop_rx = self.ranks.insert_running(key.clone());
+                let (tenant, vcluster) = owner;
+                let group = Group {
+                    pgid,
+                    tenant,
+                    vcluster,
+                };
+                let stop_rx = self.ranks.insert_running(key.clone(), group);
                 if stop {
                     self.ranks.request_stop(&key);
                 }
@@ -194,6 +215,11 @@ impl Executor {
         );
         self.ranks.finish(report);
     }
+}
+
+/// (tenant, vcluster) of an assignment, the labels of its telemetry.
+fn owner(a: &Assignment) -> (String, String) {
+    (a.tenant.clone(), a.vcluster.clone())
 }
 
 /// When a walltime of `secs` (0: none) ends, for a rank that has run `elapsed` already.

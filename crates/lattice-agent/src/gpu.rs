@@ -30,7 +30,8 @@ pub fn probe() -> GpuInfo {
     }
 }
 
-fn init() -> Result<Nvml, NvmlError> {
+/// Loads NVML from the first library name that works.
+pub(crate) fn init() -> Result<Nvml, NvmlError> {
     let mut last = None;
     for lib in LIBRARIES {
         match Nvml::builder().lib_path(std::ffi::OsStr::new(lib)).init() {

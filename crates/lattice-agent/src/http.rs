@@ -1,4 +1,5 @@
-//! The agent's own HTTP server: `GET /healthz` and
+//! The agent's own HTTP server: `GET /healthz`, `GET /metrics` (the agent's own metrics, in
+//! the classic Prometheus text format) and
 //! `GET /allocations/{id}/logs?node=&stream=stdout|stderr&tail_bytes=`, which streams a
 //! rank's captured output as plain text. Errors are JSON bodies `{"error": "..."}`.
 
@@ -18,6 +19,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::launch::{self, STDERR_FILE, STDOUT_FILE};
+use crate::metrics::AgentMetrics;
 use crate::reconcile::RankKey;
 
 /// Read size of the log stream.
@@ -53,17 +55,27 @@ pub struct HttpState {
     pub work_dir: PathBuf,
     /// Presented nodes, in order; the only values `node=` accepts.
     pub nodes: Arc<Vec<NodeId>>,
+    pub metrics: Arc<AgentMetrics>,
 }
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/allocations/{id}/logs", get(logs))
         .with_state(state)
 }
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +173,7 @@ mod tests {
         let state = HttpState {
             work_dir: dir.path().to_path_buf(),
             nodes: Arc::new(vec!["n1".into(), "n2".into()]),
+            metrics: Arc::new(AgentMetrics::default()),
         };
         (dir, router(state))
     }
@@ -184,6 +197,17 @@ mod tests {
         assert_eq!(
             get(&app, "/healthz").await,
             (StatusCode::OK, r#"{"status":"ok"}"#.to_string())
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_in_the_text_format() {
+        let (_d, app) = setup();
+        let (status, body) = get(&app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains("lattice_telemetry_samples_dropped_total 0\n"),
+            "{body}"
         );
     }
 

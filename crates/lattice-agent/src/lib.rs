@@ -16,7 +16,10 @@
 //! - `reconcile`: the pure decision; `ranks`: the agent's table of local ranks and pending
 //!   exit reports.
 //! - `executor`, `launch`, `supervise`, `process`, `records`: the process layer.
-//! - `http`: the agent's own HTTP server (health and logs); `wait`: shared waiting helpers.
+//! - `http`: the agent's own HTTP server (health, logs, `/metrics`); `wait`: shared waiting
+//!   helpers.
+//! - `telemetry`: per-node and per-allocation measurements pushed to a Prometheus
+//!   remote-write receiver; `metrics`: the agent's own metrics (one place for every name).
 
 mod agent;
 mod config;
@@ -27,15 +30,18 @@ mod gpu;
 mod heartbeat;
 mod http;
 mod launch;
+mod metrics;
 mod process;
 mod ranks;
 mod reconcile;
 mod records;
 mod register;
 mod supervise;
+pub mod telemetry;
 mod wait;
 mod work;
 
 pub use agent::run;
 pub use config::AgentConfig;
 pub use error::AgentError;
+pub use telemetry::TelemetryConfig;

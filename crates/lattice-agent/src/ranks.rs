@@ -1,7 +1,7 @@
 //! [`Ranks`]: the agent's in-memory table of local ranks (running or finished) and of exit
 //! reports waiting for a heartbeat to carry them. Shared by the work loop (which reconciles
 //! against it), the supervisors (which record exits) and the heartbeat loop (which sends and
-//! acknowledges reports).
+//! acknowledges reports). Telemetry reads the process groups of running ranks from it.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -12,10 +12,26 @@ use tokio::sync::{watch, Notify};
 
 use crate::reconcile::{LocalState, LocalView, RankKey};
 
+/// A running rank's process group and the labels its telemetry carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub pgid: i32,
+    pub tenant: String,
+    pub vcluster: String,
+}
+
+/// A running rank as telemetry sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningGroup {
+    pub key: RankKey,
+    pub group: Group,
+}
+
 enum Rank {
     Running {
         stop: watch::Sender<bool>,
         stopping: bool,
+        group: Group,
     },
     Finished {
         report: ExitReport,
@@ -91,7 +107,7 @@ impl Ranks {
     }
 
     /// Records a running rank; returns the receiver its supervisor watches for a stop request.
-    pub fn insert_running(&self, key: RankKey) -> watch::Receiver<bool> {
+    pub fn insert_running(&self, key: RankKey, group: Group) -> watch::Receiver<bool> {
         let (tx, rx) = watch::channel(false);
         let mut inner = self.lock();
         inner.ranks.insert(
@@ -99,17 +115,33 @@ impl Ranks {
             Rank::Running {
                 stop: tx,
                 stopping: false,
+                group,
             },
         );
         self.publish_running(&inner);
         rx
     }
 
+    /// The process groups of the running ranks, in rank order.
+    pub fn running_groups(&self) -> Vec<RunningGroup> {
+        self.lock()
+            .ranks
+            .iter()
+            .filter_map(|(k, r)| match r {
+                Rank::Running { group, .. } => Some(RunningGroup {
+                    key: k.clone(),
+                    group: group.clone(),
+                }),
+                Rank::Finished { .. } => None,
+            })
+            .collect()
+    }
+
     /// Asks a running rank's supervisor to stop it; false when it is not running.
     pub fn request_stop(&self, key: &RankKey) -> bool {
         let mut inner = self.lock();
         match inner.ranks.get_mut(key) {
-            Some(Rank::Running { stop, stopping }) => {
+            Some(Rank::Running { stop, stopping, .. }) => {
                 *stopping = true;
                 stop.send_replace(true);
                 true
@@ -209,13 +241,28 @@ mod tests {
         }
     }
 
+    fn group(pgid: i32) -> Group {
+        Group {
+            pgid,
+            tenant: "physics".into(),
+            vcluster: "gpu".into(),
+        }
+    }
+
     #[test]
     fn lifecycle_running_finished_acked_forgotten() {
         let ranks = Ranks::default();
         let key = RankKey::new(1, "n1");
         let nodes = vec!["n1".to_string()];
-        let stop_rx = ranks.insert_running(key.clone());
+        let stop_rx = ranks.insert_running(key.clone(), group(900));
         assert_eq!(ranks.running_count(), 1);
+        assert_eq!(
+            ranks.running_groups(),
+            vec![RunningGroup {
+                key: key.clone(),
+                group: group(900)
+            }]
+        );
         assert_eq!(
             ranks.view(&nodes).ranks[&key],
             LocalState::Running { stopping: false }
@@ -230,6 +277,7 @@ mod tests {
 
         ranks.finish(report(1, "n1"));
         assert_eq!(ranks.running_count(), 0);
+        assert!(ranks.running_groups().is_empty());
         assert_eq!(ranks.pending_reports(), vec![report(1, "n1")]);
         assert_eq!(
             ranks.view(&nodes).ranks[&key],
@@ -269,7 +317,7 @@ mod tests {
     #[tokio::test]
     async fn idle_and_report_queued_resolve() {
         let ranks = Ranks::default();
-        let _rx = ranks.insert_running(RankKey::new(2, "n1"));
+        let _rx = ranks.insert_running(RankKey::new(2, "n1"), group(901));
         ranks.finish(report(2, "n1"));
         tokio::time::timeout(std::time::Duration::from_secs(5), async {
             ranks.idle().await;

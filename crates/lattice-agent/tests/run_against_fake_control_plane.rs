@@ -171,7 +171,7 @@ async fn agent_runs_reports_serves_logs_and_stops_on_shutdown() {
         advertise_url: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(lattice_agent::run(config, async move {
+    let agent = tokio::spawn(lattice_agent::run(config, Default::default(), async move {
         let _ = stop_rx.await;
     }));
 
@@ -269,7 +269,7 @@ async fn invalid_configuration_is_an_error() {
         listen_addr: "127.0.0.1:0".parse().expect("addr"),
         ..AgentConfig::default()
     };
-    let err = lattice_agent::run(config, std::future::pending())
+    let err = lattice_agent::run(config, Default::default(), std::future::pending())
         .await
         .expect_err("nodes: 0 is refused");
     assert!(err.to_string().contains("nodes"), "{err}");

@@ -26,9 +26,19 @@ pub struct ServerArgs {
     /// URL peers and agents use to reach this member.
     #[arg(long)]
     advertise_url: Option<String>,
-    /// Initialize a new single-member cluster if this member has no state yet.
+    /// Initialize a new cluster if this member has no state yet (of --peers, else alone).
     #[arg(long)]
     bootstrap: bool,
+    /// Initial members for --bootstrap: ID=URL,ID=URL,... (must include --node-id).
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Join a running cluster through any of its members' URL.
+    #[arg(long)]
+    join: Option<String>,
+    /// Start a NEW single-member cluster from a backup made by `lattice raft snapshot save`
+    /// (data_dir must be empty).
+    #[arg(long)]
+    restore: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -138,7 +148,32 @@ pub async fn server(a: ServerArgs) -> anyhow::Result<()> {
     if a.bootstrap {
         set(&mut o, "server", "bootstrap", json!(true));
     }
+    if !a.peers.is_empty() {
+        let mut peers = Map::new();
+        for p in &a.peers {
+            let (id, url) = p
+                .split_once('=')
+                .filter(|(id, _)| id.parse::<u64>().is_ok())
+                .ok_or_else(|| anyhow::anyhow!("--peers: {p:?} is not ID=URL"))?;
+            peers.insert(id.to_string(), json!(url));
+        }
+        set(&mut o, "server", "peers", Value::Object(peers));
+    }
+    if let Some(v) = &a.join {
+        set(&mut o, "server", "join", json!(v));
+    }
     let cfg = config::load(a.config.as_deref(), Value::Object(o))?;
+    if let Some(file) = &a.restore {
+        cfg.server.validate().map_err(anyhow::Error::msg)?;
+        let url = cfg.server.advertised(cfg.server.api_addr);
+        let index = lattice_server::raft::restore::restore(
+            &cfg.server.data_dir.join("lattice.redb"),
+            file,
+            cfg.server.node_id,
+            &url,
+        )?;
+        println!("restored {} up to log index {index} as a single-member cluster", file.display());
+    }
     let running = lattice_server::start(cfg.server, stop_signal()).await?;
     println!(
         "lattice server listening on {} (advertised as {})",
@@ -172,7 +207,7 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         set(&mut o, "agent", "work_dir", json!(v));
     }
     let cfg = config::load(a.config.as_deref(), Value::Object(o))?;
-    lattice_agent::run(cfg.agent, stop_signal()).await
+    lattice_agent::run(cfg.agent, cfg.telemetry, stop_signal()).await
 }
 
 pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
@@ -217,7 +252,7 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
 
     let (agent_stop_tx, agent_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent_cfg = cfg.agent.clone();
-    let agent = tokio::spawn(lattice_agent::run(agent_cfg, async move {
+    let agent = tokio::spawn(lattice_agent::run(agent_cfg, cfg.telemetry.clone(), async move {
         let _ = agent_stop_rx.await;
     }));
 

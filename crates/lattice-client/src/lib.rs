@@ -260,6 +260,37 @@ impl Client {
             .await
     }
 
+    // ---- Raft membership ----
+
+    /// `GET /api/v1/raft/status` of the member answering.
+    pub async fn raft_status(&self) -> Result<serde_json::Value, ClientError> {
+        self.json(Method::GET, "/api/v1/raft/status", None, None, Self::TIMEOUT)
+            .await
+    }
+
+    /// Adds member `id` reachable at `url` (learner, then voter).
+    pub async fn raft_add(&self, id: u64, url: &str) -> Result<serde_json::Value, ClientError> {
+        let body = serde_json::json!({ "id": id, "url": url });
+        self.json(Method::POST, "/api/v1/raft/members", None, Some(&body), Duration::from_secs(120))
+            .await
+    }
+
+    pub async fn raft_remove(&self, id: u64) -> Result<serde_json::Value, ClientError> {
+        let path = format!("/api/v1/raft/members/{id}");
+        self.json(Method::DELETE, &path, None, None, Self::TIMEOUT).await
+    }
+
+    /// A backup of the replicated state (restore with `lattice server --restore FILE`).
+    pub async fn raft_snapshot(&self) -> Result<Vec<u8>, ClientError> {
+        let resp = self
+            .send(Method::GET, "/api/v1/raft/snapshot", None, None, Duration::from_secs(300))
+            .await?;
+        resp.bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
     // ---- agent protocol ----
 
     pub async fn register(&self, reg: &NodeRegistration) -> Result<Node, ClientError> {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dependency::Dependency;
 use crate::node::NodeId;
 use crate::time::Timestamp;
 
@@ -118,13 +119,31 @@ pub struct Allocation {
     pub finished_at: Option<Timestamp>,
     /// First non-zero exit code of any rank, else 0 once every rank exited.
     pub exit_code: Option<i32>,
-    /// Why it is pending (`resources`, `unsatisfiable`) or why it failed / was cancelled
-    /// (`exit_code`, `signal`, `walltime`, `node_lost`, `launch_failed`, `cancelled`).
+    /// Why it is pending (`priority`, `resources`, `quota`, `dependency`, `held`,
+    /// `array_limit`, `unsatisfiable`) or why it failed / was cancelled (`exit_code`, `signal`,
+    /// `walltime`, `node_lost`, `launch_failed`, `stopped`, `cancelled`, `dependency_failed`,
+    /// `requeued`).
     pub reason: Option<String>,
     /// Human-readable detail for `reason`.
     pub reason_detail: Option<String>,
     /// Exit code reported by each rank's node (a negative value is a signal number, negated).
     pub node_exit_codes: BTreeMap<NodeId, i32>,
+
+    /// The array this allocation is an element of (the array's ID), if any.
+    pub array_id: Option<AllocId>,
+    /// The element's task index (`LATTICE_TASK_INDEX`).
+    pub array_index: Option<u32>,
+    /// Allocations (or arrays) that must end first.
+    pub depends_on: Vec<Dependency>,
+    /// Held by a user: not scheduled until released.
+    pub held: bool,
+    /// While pending: when the scheduler expects it to start (set for the allocations at the
+    /// head of the queue; may lie in the past when it waits on work that overran its walltime).
+    pub estimated_start: Option<Timestamp>,
+    /// This allocation re-runs the work of that one (`lattice requeue`).
+    pub requeued_from: Option<AllocId>,
+    /// This allocation's work was requeued as that allocation.
+    pub requeued_as: Option<AllocId>,
 }
 
 impl Allocation {
@@ -151,6 +170,21 @@ impl Allocation {
             reason: None,
             reason_detail: None,
             node_exit_codes: BTreeMap::new(),
+            array_id: None,
+            array_index: None,
+            depends_on: Vec::new(),
+            held: false,
+            estimated_start: None,
+            requeued_from: None,
+            requeued_as: None,
+        }
+    }
+
+    /// How users name it: `42`, or `42_7` for task 7 of array 42.
+    pub fn job_ref(&self) -> String {
+        match (self.array_id, self.array_index) {
+            (Some(a), Some(i)) => format!("{a}_{i}"),
+            _ => self.id.to_string(),
         }
     }
 

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::allocation::{AllocationSpec, Constraints};
+use crate::array::{parse_array, ArraySpec};
+use crate::dependency::{parse_dependencies, DependencyRef};
 use crate::error::Rejection;
 
 pub const DEFAULT_TENANT: &str = "default";
@@ -48,6 +50,26 @@ pub struct SubmitRequest {
     pub constraints: Option<Constraints>,
     #[serde(default)]
     pub env: Option<BTreeMap<String, String>>,
+    /// Job array: `0-999%50` (see [`crate::array`]).
+    #[serde(default)]
+    pub array: Option<String>,
+    /// Dependencies: `41:success,40:any` or `afterok:41` (see [`crate::dependency`]).
+    #[serde(default)]
+    pub depends_on: Option<String>,
+    /// Submit held: not scheduled until released.
+    #[serde(default)]
+    pub hold: Option<bool>,
+}
+
+/// What a submission asks for besides the allocation itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitOptions {
+    pub array: Option<ArraySpec>,
+    pub depends_on: Vec<DependencyRef>,
+    pub hold: bool,
+    /// Create the tenant with default settings when it does not exist (the server's
+    /// `auto_create_tenants`); otherwise an unknown tenant is refused.
+    pub create_tenant: bool,
 }
 
 /// Names of tenants, vClusters and users: 1-63 chars of `[A-Za-z0-9_.-]`, starting alphanumeric.
@@ -85,6 +107,36 @@ impl SubmitRequest {
     /// Validates the request and fills in defaults. `default_user` is used when the request
     /// names no user.
     pub fn into_spec(self, default_user: &str) -> Result<AllocationSpec, Rejection> {
+        self.into_submission(default_user).map(|(spec, _)| spec)
+    }
+
+    /// Validates the request into the allocation and the submission's options
+    /// (`create_tenant` is left `false`: the server decides it).
+    pub fn into_submission(
+        mut self,
+        default_user: &str,
+    ) -> Result<(AllocationSpec, SubmitOptions), Rejection> {
+        let array = self
+            .array
+            .take()
+            .map(|a| parse_array(&a).map_err(|e| Rejection::invalid("array", e)))
+            .transpose()?;
+        let depends_on = match self.depends_on.take() {
+            Some(d) => {
+                parse_dependencies(&d).map_err(|e| Rejection::invalid("depends_on", e))?
+            }
+            None => Vec::new(),
+        };
+        let options = SubmitOptions {
+            array,
+            depends_on,
+            hold: self.hold.take().unwrap_or(false),
+            create_tenant: false,
+        };
+        Ok((self.spec(default_user)?, options))
+    }
+
+    fn spec(self, default_user: &str) -> Result<AllocationSpec, Rejection> {
         let tenant = self.tenant.unwrap_or_else(|| DEFAULT_TENANT.into());
         validate_name("tenant", &tenant)?;
         let vcluster = self.vcluster.unwrap_or_else(|| DEFAULT_VCLUSTER.into());
@@ -279,6 +331,26 @@ mod tests {
         assert_eq!(field(r#"{"script":"  "}"#), "script");
         assert_eq!(field(r#"{"command":["x"],"tenant":"a b"}"#), "tenant");
         assert_eq!(field(r#"{"command":["x"],"env":{"1A":"x"}}"#), "env");
+        assert_eq!(field(r#"{"command":["x"],"array":"5-1"}"#), "array");
+        assert_eq!(
+            field(r#"{"command":["x"],"depends_on":"1:maybe"}"#),
+            "depends_on"
+        );
+    }
+
+    #[test]
+    fn options_are_parsed() {
+        let (spec, o) = serde_json::from_str::<SubmitRequest>(
+            r#"{"command":["x"],"array":"0-3%2","depends_on":"4:any","hold":true}"#,
+        )
+        .unwrap()
+        .into_submission("bob")
+        .unwrap();
+        assert_eq!(spec.user, "bob");
+        let a = o.array.unwrap();
+        assert_eq!((a.indices, a.max_running), (vec![0, 1, 2, 3], Some(2)));
+        assert_eq!(o.depends_on.len(), 1);
+        assert!(o.hold && !o.create_tenant);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `server:` section of the YAML config file, environment overrides and flags (see the CLI's
 //! `config` module and docs/configuration.md).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -18,8 +19,14 @@ pub struct ServerConfig {
     pub api_addr: SocketAddr,
     /// URL other members and agents use to reach this member; default derived from `api_addr`.
     pub advertise_url: Option<String>,
-    /// Initialize a new single-member cluster on first start (ignored once initialized).
+    /// Initialize a new cluster on first start (ignored once initialized): of `peers` when
+    /// given, else of this member alone.
     pub bootstrap: bool,
+    /// Initial members for `bootstrap`: member ID -> URL; must include this member.
+    #[serde(deserialize_with = "member_map")]
+    pub peers: BTreeMap<u64, String>,
+    /// URL of a running member to join at start (added as learner, then voter).
+    pub join: Option<String>,
     /// Shared secret that authenticates Raft RPCs between members.
     pub cluster_secret: String,
     /// Take a snapshot after this many log entries since the last one.
@@ -39,6 +46,23 @@ pub struct ServerConfig {
     pub max_page_size: usize,
     /// `user` recorded on submissions that name none.
     pub default_user: String,
+    /// Where `GET /api/v1/allocations/{id}/metrics` and `/api/v1/telemetry/nodes` query
+    /// telemetry. Not a `server:` key: the binary fills it from the top-level `telemetry:`
+    /// section (docs/telemetry.md); `None` when telemetry is not configured.
+    #[serde(skip)]
+    pub tsdb: Option<TsdbQuery>,
+}
+
+/// How this member reaches the Prometheus query API of the telemetry TSDB.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TsdbQuery {
+    /// Base URL; queries go to `{url}/api/v1/query`.
+    pub url: String,
+    pub bearer_token: Option<String>,
+    /// (username, password).
+    pub basic_auth: Option<(String, String)>,
+    /// Window of `rate()` over allocations' CPU seconds (a few push intervals).
+    pub rate_window_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +73,8 @@ impl Default for ServerConfig {
             api_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             advertise_url: None,
             bootstrap: false,
+            peers: BTreeMap::new(),
+            join: None,
             cluster_secret: String::new(),
             snapshot_every_entries: 10_000,
             log_entries_kept_after_snapshot: 1_000,
@@ -60,6 +86,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1 << 20,
             max_page_size: 1_000,
             default_user: "anonymous".into(),
+            tsdb: None,
         }
     }
 }
@@ -87,6 +114,20 @@ impl ServerConfig {
         if self.max_body_bytes < 1024 {
             return Err("server.max_body_bytes must be at least 1024".into());
         }
+        if !self.peers.is_empty() && !self.peers.contains_key(&self.node_id) {
+            return Err(format!(
+                "server.peers must include this member (node_id {})",
+                self.node_id
+            ));
+        }
+        for (id, url) in &self.peers {
+            if *id == 0 || !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("server.peers: {id}={url:?} needs an ID >= 1 and an http(s) URL"));
+            }
+        }
+        if (self.peers.len() > 1 || self.join.is_some()) && self.cluster_secret.is_empty() {
+            return Err("server.cluster_secret is required for a multi-member cluster (peers or join)".into());
+        }
         if self.max_page_size == 0 {
             return Err("server.max_page_size must be at least 1".into());
         }
@@ -112,4 +153,17 @@ fn nix_hostname() -> Option<String> {
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
+}
+
+/// `peers` keys arrive as strings from YAML, environment variables and flags: parse them.
+fn member_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<u64, String>, D::Error> {
+    let raw = BTreeMap::<String, String>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match k.trim().parse::<u64>() {
+            Ok(id) => Ok((id, v)),
+            Err(_) => Err(serde::de::Error::custom(format!(
+                "peers: {k:?} is not a member ID (a positive integer)"
+            ))),
+        })
+        .collect()
 }

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod forward;
 pub mod leader;
 pub mod raft;
 
@@ -53,19 +54,27 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot open Raft storage in {}", data_dir.display()))?;
 
-    if cfg.bootstrap && !parts.raft.is_initialized().await? {
-        let members = BTreeMap::from([(cfg.node_id, BasicNode { addr: url.clone() })]);
-        parts
-            .raft
-            .initialize(members)
-            .await
-            .context("cannot initialize the cluster")?;
-        tracing::info!(member = cfg.node_id, %url, "initialized a new single-member cluster");
+    if cfg.bootstrap && cfg.join.is_none() && !parts.raft.is_initialized().await? {
+        let members: BTreeMap<u64, BasicNode> = if cfg.peers.is_empty() {
+            BTreeMap::from([(cfg.node_id, BasicNode { addr: url.clone() })])
+        } else {
+            cfg.peers
+                .iter()
+                .map(|(id, u)| (*id, BasicNode { addr: u.trim_end_matches('/').to_string() }))
+                .collect()
+        };
+        let ids: Vec<u64> = members.keys().copied().collect();
+        match parts.raft.initialize(members).await {
+            Ok(()) => tracing::info!(member = cfg.node_id, ?ids, "initialized a new cluster"),
+            // Another member initialized the same cluster first: fine.
+            Err(e) => tracing::info!(error = %e, "cluster already initialized"),
+        }
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = api::App {
         raft: parts.raft.clone(),
+        committed: parts.committed,
         state: parts.state,
         db: parts.db,
         cfg: Arc::new(cfg),
@@ -78,6 +87,11 @@ pub async fn start(
     let router = api::router(app.clone());
     tracing::info!(%local_addr, %url, member = app.cfg.node_id, "control plane listening");
 
+    if let Some(target) = app.cfg.join.clone() {
+        if !app.raft.is_initialized().await? {
+            tokio::spawn(join_cluster(app.clone(), target, url.clone()));
+        }
+    }
     let handle = tokio::spawn(async move {
         let flag = app.shutting_down.clone();
         let stop_signal = async move {
@@ -101,4 +115,31 @@ pub async fn start(
         url,
         handle,
     })
+}
+
+/// Asks a running member to add this one (learner, then voter), retrying until it succeeds or
+/// the member shuts down.
+async fn join_cluster(app: api::App, target: String, url: String) {
+    let body = serde_json::json!({ "id": app.cfg.node_id, "url": url });
+    let endpoint = format!("{}/api/v1/raft/members", target.trim_end_matches('/'));
+    let mut delay = std::time::Duration::from_millis(200);
+    loop {
+        if app.is_shutting_down() {
+            return;
+        }
+        match app.http.post(&endpoint).json(&body).send().await {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(%target, member = app.cfg.node_id, "joined the cluster as a voter");
+                return;
+            }
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                tracing::warn!(%target, %status, %text, "join refused; retrying");
+            }
+            Err(e) => tracing::warn!(%target, error = %e, "cannot reach the member to join; retrying"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(5));
+    }
 }

@@ -16,6 +16,7 @@ mod logs;
 mod node_view;
 mod nodes;
 mod output;
+mod raft;
 mod status;
 mod submit;
 mod table;
@@ -34,6 +35,8 @@ pub enum ClientCommand {
     Logs(logs::LogsArgs),
     /// List nodes (like sinfo), show one, or drain / undrain them.
     Nodes(nodes::NodesArgs),
+    /// Control-plane membership: status, add, remove, snapshot save.
+    Raft(raft::RaftArgs),
 }
 
 /// Why a client command stopped early; each maps to an exit code.
@@ -65,6 +68,7 @@ pub async fn run(cmd: ClientCommand, endpoint: &str) -> i32 {
         ClientCommand::Cancel(a) => cancel::run(a, endpoint).await,
         ClientCommand::Logs(a) => logs::run(a, endpoint).await,
         ClientCommand::Nodes(a) => nodes::run(a, endpoint).await,
+        ClientCommand::Raft(a) => raft::run(a, endpoint).await,
     };
     exit_code(result)
 }

@@ -238,7 +238,11 @@ pub fn wait_state(api: &str, id: u64, state: &str, secs: u64) -> Value {
     let what = format!("allocation {id} to be {state}");
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wait_for(secs, &what, || {
-            let a = allocation(api, id);
+            // Not 200 (e.g. 503 while a new leader is elected): not yet.
+            let (status, a) = call("GET", &format!("{api}/api/v1/allocations/{id}"), None);
+            if status != 200 {
+                return None;
+            }
             let done = a["state"] == state;
             last = a.clone();
             done.then_some(a)

@@ -6,14 +6,16 @@
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lattice_core::agent::{HeartbeatRequest, HeartbeatResponse, WorkRequest, WorkResponse};
 use lattice_core::{Command, CommandOutcome, Node, NodeRegistration};
 
 use super::error::ApiError;
-use super::extract::ApiJson;
+use super::extract::{parse_json, ApiBody, ApiJson};
 use super::App;
-use crate::clock;
+use crate::{clock, forward};
 
 /// Longest long-poll a client may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -62,10 +64,12 @@ pub async fn register(
     }
 }
 
-pub async fn heartbeat(
-    State(app): State<App>,
-    ApiJson(hb): ApiJson<HeartbeatRequest>,
-) -> Result<Json<HeartbeatResponse>, ApiError> {
+pub async fn heartbeat(State(app): State<App>, ApiBody(body): ApiBody) -> Result<Response, ApiError> {
+    // The leader owns the heartbeat table (it runs the failure detector): forward to it.
+    if let Some(r) = forward::to_leader(&app, Method::POST, "/api/v1/agent/heartbeat", body.clone()).await {
+        return r;
+    }
+    let hb: HeartbeatRequest = parse_json(&body)?;
     check_nodes(&hb.nodes)?;
     let unknown: Vec<String> = {
         let d = app.state.read();
@@ -85,7 +89,8 @@ pub async fn heartbeat(
     }
     Ok(Json(HeartbeatResponse {
         unknown_nodes: unknown,
-    }))
+    })
+    .into_response())
 }
 
 pub async fn work(

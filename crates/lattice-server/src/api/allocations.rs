@@ -13,7 +13,7 @@ use lattice_core::{AllocState, Allocation, Command, CommandOutcome};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{alloc_id, ApiJson};
+use super::extract::{alloc_id, consistent_read, ApiJson};
 use super::App;
 use crate::clock;
 
@@ -79,7 +79,7 @@ fn parse_filter(app: &App, q: HashMap<String, String>) -> Result<AllocationFilte
             other => {
                 return Err(ApiError::bad_request(
                     other,
-                    "unknown query parameter (known: state, tenant, user, vcluster, limit, cursor)",
+                    "unknown query parameter (known: state, tenant, user, vcluster, limit, cursor, stale)",
                 ))
             }
         }
@@ -89,8 +89,9 @@ fn parse_filter(app: &App, q: HashMap<String, String>) -> Result<AllocationFilte
 
 pub async fn list(
     State(app): State<App>,
-    Query(q): Query<HashMap<String, String>>,
+    Query(mut q): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    consistent_read(&app, &mut q).await?;
     let f = parse_filter(&app, q)?;
     let d = app.state.read();
     let (page, more) = d.state.list_allocations(&f);
@@ -105,8 +106,13 @@ pub async fn list(
 pub async fn get_one(
     State(app): State<App>,
     Path(id): Path<String>,
+    Query(mut q): Query<HashMap<String, String>>,
 ) -> Result<Json<Allocation>, ApiError> {
     let id = alloc_id(&id)?;
+    consistent_read(&app, &mut q).await?;
+    if let Some(k) = q.keys().next() {
+        return Err(ApiError::bad_request(k, "unknown query parameter (known: stale)"));
+    }
     let d = app.state.read();
     d.state
         .allocation(id)

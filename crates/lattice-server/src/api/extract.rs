@@ -18,7 +18,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+        let ApiBody(bytes) = ApiBody::from_request(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A raw body under the size limit; over it, a JSON 413.
+pub struct ApiBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state).await.map(ApiBody).map_err(|r| {
             let status = r.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(status, "request body is too large")
@@ -29,8 +41,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                     format!("cannot read request body: {}", r.body_text()),
                 )
             }
-        })?;
-        parse_json(&bytes).map(ApiJson)
+        })
     }
 }
 
@@ -73,4 +84,18 @@ pub fn alloc_id(text: &str) -> Result<u64, ApiError> {
             format!("{text:?} is not an allocation ID (a positive integer)"),
         )),
     }
+}
+
+/// Takes the `stale` query parameter out of `q` and, unless it is `true`, makes the read that
+/// follows linearizable (read-index through the leader).
+pub async fn consistent_read(
+    app: &super::App,
+    q: &mut std::collections::HashMap<String, String>,
+) -> Result<(), ApiError> {
+    let stale = match q.remove("stale").as_deref() {
+        None | Some("false") => false,
+        Some("true") | Some("") => true,
+        Some(v) => return Err(ApiError::bad_request("stale", format!("{v:?} is not true or false"))),
+    };
+    app.linearize(stale).await
 }

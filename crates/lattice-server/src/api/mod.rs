@@ -7,18 +7,20 @@ mod allocations;
 pub mod error;
 pub mod extract;
 mod health;
+mod members;
 mod nodes;
 mod raft;
+mod telemetry;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
+use axum::routing::delete;
 use axum::routing::{get, post};
 use axum::Router;
 use lattice_core::{Command, CommandOutcome};
-use openraft::error::{ClientWriteError, RaftError};
 
 use crate::config::ServerConfig;
 use crate::leader::heartbeats::Heartbeats;
@@ -31,6 +33,7 @@ use error::ApiError;
 #[derive(Clone)]
 pub struct App {
     pub raft: Raft,
+    pub committed: crate::raft::log_store::CommitIndex,
     pub state: SharedState,
     pub db: Arc<Db>,
     pub cfg: Arc<ServerConfig>,
@@ -42,21 +45,15 @@ pub struct App {
 }
 
 impl App {
-    /// Proposes a command through Raft and waits until it is applied here.
+    /// Proposes a command through Raft (forwarded to the leader when this member follows) and
+    /// returns its applied result.
     pub async fn propose(&self, cmd: Command) -> Result<CommandOutcome, ApiError> {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => resp.data.map_err(ApiError::from),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ApiError::unavailable(match f.leader_id {
-                    Some(id) => format!("this member is not the leader; member {id} is"),
-                    None => "no Raft leader is known; retry shortly".to_string(),
-                }))
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
-            }
-            Err(RaftError::Fatal(f)) => Err(ApiError::unavailable(format!("Raft stopped: {f}"))),
-        }
+        crate::forward::propose(self, cmd).await
+    }
+
+    /// Makes the next local read linearizable unless `stale` is asked for.
+    pub async fn linearize(&self, stale: bool) -> Result<(), ApiError> {
+        crate::forward::linearize(self, stale).await
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -83,6 +80,8 @@ pub fn router(app: App) -> Router {
             get(allocations::get_one).delete(allocations::cancel),
         )
         .route("/api/v1/allocations/{id}/logs", get(allocations::logs))
+        .route("/api/v1/allocations/{id}/metrics", get(telemetry::allocation_metrics))
+        .route("/api/v1/telemetry/nodes", get(telemetry::nodes_utilization))
         .route("/api/v1/nodes", get(nodes::list))
         .route("/api/v1/nodes/{id}", get(nodes::get_one))
         .route("/api/v1/nodes/{id}/drain", post(nodes::drain))
@@ -90,12 +89,18 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/agent/register", post(agent::register))
         .route("/api/v1/agent/heartbeat", post(agent::heartbeat))
         .route("/api/v1/agent/work", post(agent::work))
+        .route("/api/v1/raft/status", get(members::status))
+        .route("/api/v1/raft/members", post(members::add))
+        .route("/api/v1/raft/members/{id}", delete(members::remove))
+        .route("/api/v1/raft/snapshot", get(members::snapshot))
         .route("/healthz", get(health::healthz))
         .layer(DefaultBodyLimit::max(max_body));
     let raft_routes = Router::new()
         .route("/raft/append", post(raft::append))
         .route("/raft/vote", post(raft::vote))
         .route("/raft/snapshot", post(raft::snapshot))
+        .route("/raft/propose", post(raft::propose))
+        .route("/raft/read_index", post(raft::read_index))
         .layer(DefaultBodyLimit::max(256 << 20));
     public
         .merge(raft_routes)

@@ -2,14 +2,16 @@
 //! this member's heartbeat table when it has one (heartbeats do not go through Raft).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::Json;
 use lattice_core::{Command, CommandOutcome, Node};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::parse_json;
+use super::extract::{consistent_read, parse_json};
 use super::App;
 use crate::clock;
 
@@ -22,7 +24,11 @@ fn with_live_heartbeat(app: &App, mut n: Node) -> Node {
     n
 }
 
-pub async fn list(State(app): State<App>) -> Json<serde_json::Value> {
+pub async fn list(
+    State(app): State<App>,
+    Query(mut q): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    consistent_read(&app, &mut q).await?;
     let nodes: Vec<Node> = {
         let d = app.state.read();
         d.state.nodes().values().cloned().collect()
@@ -31,13 +37,15 @@ pub async fn list(State(app): State<App>) -> Json<serde_json::Value> {
         .into_iter()
         .map(|n| with_live_heartbeat(&app, n))
         .collect();
-    Json(json!({ "nodes": nodes }))
+    Ok(Json(json!({ "nodes": nodes })))
 }
 
 pub async fn get_one(
     State(app): State<App>,
     Path(id): Path<String>,
+    Query(mut q): Query<HashMap<String, String>>,
 ) -> Result<Json<Node>, ApiError> {
+    consistent_read(&app, &mut q).await?;
     let n = app
         .state
         .read()

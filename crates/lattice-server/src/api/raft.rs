@@ -84,3 +84,16 @@ pub async fn snapshot(
     let req = decode(&body)?;
     Ok(encode(&app.raft.install_snapshot(req).await))
 }
+
+/// A follower forwards a client write: propose it here (the leader) and answer its result.
+pub async fn propose(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    authorize(&app, &headers)?;
+    let cmd = decode(&body)?;
+    Ok(encode(&crate::forward::propose_local(&app, cmd).await))
+}
+
+/// A follower asks for a read index before serving a linearizable read.
+pub async fn read_index(State(app): State<App>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&app, &headers)?;
+    Ok(encode(&crate::forward::read_index_local(&app).await))
+}

@@ -28,6 +28,11 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
         if !app.is_leader() {
             continue;
         }
+        // Start from the committed state: as a new leader, wait until everything committed
+        // before our term is applied here (never plan from a stale view).
+        if app.raft.ensure_linearizable().await.is_err() {
+            continue;
+        }
         let now = clock::now();
         let (plan, revision) = {
             let d = app.state.read();

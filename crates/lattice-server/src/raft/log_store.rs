@@ -25,14 +25,41 @@ fn write_err(e: impl ToString) -> StorageError {
     StorageIOError::write_logs(AnyError::error(e.to_string())).into()
 }
 
+/// The commit index as this member last persisted it (readable by the API).
+#[derive(Clone, Default)]
+pub struct CommitIndex(Arc<std::sync::atomic::AtomicU64>);
+
+impl CommitIndex {
+    /// `None` until something was committed.
+    pub fn get(&self) -> Option<u64> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            v => Some(v - 1),
+        }
+    }
+
+    fn set(&self, index: Option<u64>) {
+        let v = index.map_or(0, |i| i + 1);
+        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Db>,
+    committed: CommitIndex,
 }
 
 impl LogStore {
     pub fn new(db: Arc<Db>) -> Self {
-        LogStore { db }
+        LogStore {
+            db,
+            committed: CommitIndex::default(),
+        }
+    }
+
+    pub fn commit_index(&self) -> CommitIndex {
+        self.committed.clone()
     }
 
     fn read_range(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry>, DbError> {
@@ -141,13 +168,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         tokio::task::block_in_place(|| self.db.put_meta(KEY_COMMITTED, &committed))
-            .map_err(write_err)
+            .map_err(write_err)?;
+        self.committed.set(committed.map(|l| l.index));
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        tokio::task::block_in_place(|| self.db.get_meta::<Option<LogId>>(KEY_COMMITTED))
+        let c = tokio::task::block_in_place(|| self.db.get_meta::<Option<LogId>>(KEY_COMMITTED))
             .map(Option::flatten)
-            .map_err(read_err)
+            .map_err(read_err)?;
+        self.committed.set(c.map(|l| l.index));
+        Ok(c)
     }
 
     async fn append<I>(

@@ -6,6 +6,7 @@
 
 pub mod log_store;
 pub mod network;
+pub mod restore;
 pub mod state_machine;
 pub mod storage;
 
@@ -40,6 +41,7 @@ pub type RaftMetrics = openraft::RaftMetrics<MemberId, BasicNode>;
 /// Everything `new_raft` builds.
 pub struct RaftParts {
     pub raft: Raft,
+    pub committed: log_store::CommitIndex,
     pub state: state_machine::SharedState,
     pub db: Arc<storage::Db>,
 }
@@ -53,7 +55,9 @@ pub fn raft_config(cfg: &ServerConfig) -> anyhow::Result<Config> {
         election_timeout_max: cfg.raft_election_timeout_max_ms,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every_entries),
         max_in_snapshot_log_to_keep: cfg.log_entries_kept_after_snapshot,
-        purge_batch_size: 256,
+        // openraft purges only once this many entries are purgeable: keep it no larger than the
+        // snapshot interval, or small intervals would never compact.
+        purge_batch_size: cfg.snapshot_every_entries.clamp(1, 256),
         ..Default::default()
     };
     Ok(c.validate()?)
@@ -63,6 +67,7 @@ pub fn raft_config(cfg: &ServerConfig) -> anyhow::Result<Config> {
 pub async fn new_raft(cfg: &ServerConfig, data_dir: &Path) -> anyhow::Result<RaftParts> {
     let db = Arc::new(storage::Db::open(&data_dir.join("lattice.redb"))?);
     let log_store = log_store::LogStore::new(db.clone());
+    let committed = log_store.commit_index();
     let sm = state_machine::StateMachine::open(db.clone())?;
     let state = sm.shared();
     let network = network::Network::new(cfg.cluster_secret.clone());
@@ -74,5 +79,10 @@ pub async fn new_raft(cfg: &ServerConfig, data_dir: &Path) -> anyhow::Result<Raf
         sm,
     )
     .await?;
-    Ok(RaftParts { raft, state, db })
+    Ok(RaftParts {
+        raft,
+        committed,
+        state,
+        db,
+    })
 }

@@ -121,6 +121,27 @@ fn save_snapshot(db: &Db, s: &StoredSnapshot) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Whether a durable snapshot exists.
+pub fn has_snapshot(db: &Db) -> Result<bool, DbError> {
+    Ok(load_snapshot(db)?.is_some())
+}
+
+/// Stores `data` as the current durable snapshot (used by restore, before Raft starts).
+pub fn write_restored(db: &Db, data: &SmData) -> Result<(), DbError> {
+    let meta = SnapshotMeta {
+        last_log_id: data.last_applied,
+        last_membership: data.last_membership.clone(),
+        snapshot_id: "restored".to_string(),
+    };
+    save_snapshot(
+        db,
+        &StoredSnapshot {
+            meta,
+            data: bincode::serialize(data)?,
+        },
+    )
+}
+
 /// Builds snapshots from a consistent copy of the state machine.
 pub struct SnapshotBuilder {
     db: Arc<Db>,

@@ -1,0 +1,174 @@
+//! Any member serves any client. This module routes what only the leader can do:
+//! - writes: a follower sends the command to the leader's `/raft/propose` (bincode, with the
+//!   cluster secret) and relays the leader's answer, so the client sees one answer;
+//! - linearizable reads: a follower asks the leader for a read index (`/raft/read_index`),
+//!   waits until it has applied that far, then reads its own copy (read-index protocol);
+//! - leader-only HTTP endpoints (heartbeats, membership): proxied to the leader as they are.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use lattice_core::{Command, CommandOutcome, CommandResult};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::error::ApiError;
+use crate::api::App;
+use crate::raft::network::SECRET_HEADER;
+use crate::raft::MemberId;
+
+/// How long a read may wait for this member to catch up with the leader's read index.
+const READ_CATCH_UP: Duration = Duration::from_secs(10);
+
+/// Who leads, as this member knows it.
+pub enum Leader {
+    Me,
+    Other { id: MemberId, url: String },
+    Unknown,
+}
+
+pub fn leader(app: &App) -> Leader {
+    let m = app.raft.metrics();
+    let m = m.borrow();
+    match m.current_leader {
+        Some(id) if id == app.cfg.node_id => Leader::Me,
+        Some(id) => match m.membership_config.membership().get_node(&id) {
+            Some(n) => Leader::Other {
+                id,
+                url: n.addr.trim_end_matches('/').to_string(),
+            },
+            None => Leader::Unknown,
+        },
+        None => Leader::Unknown,
+    }
+}
+
+fn no_leader() -> ApiError {
+    ApiError::unavailable("no Raft leader is known (election in progress or no quorum); retry shortly")
+}
+
+/// Proposes `cmd` on the leader (this member or another) and returns the applied result.
+pub async fn propose(app: &App, cmd: Command) -> Result<CommandOutcome, ApiError> {
+    match app.raft.client_write(cmd.clone()).await {
+        Ok(resp) => resp.data.map_err(ApiError::from),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
+            Some(node) => {
+                let res: Result<CommandResult, String> =
+                    leader_rpc(app, &node.addr, "propose", &cmd).await?;
+                match res {
+                    Ok(r) => r.map_err(ApiError::from),
+                    Err(e) => Err(ApiError::unavailable(format!("the leader could not commit: {e}"))),
+                }
+            }
+            None => Err(no_leader()),
+        },
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
+        }
+        Err(RaftError::Fatal(f)) => Err(ApiError::unavailable(format!("Raft stopped: {f}"))),
+    }
+}
+
+/// Leader side of a forwarded write.
+pub async fn propose_local(app: &App, cmd: Command) -> Result<CommandResult, String> {
+    match app.raft.client_write(cmd).await {
+        Ok(resp) => Ok(resp.data),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Makes the next local read linearizable, unless `stale` (serve the local copy as it is).
+pub async fn linearize(app: &App, stale: bool) -> Result<(), ApiError> {
+    if stale {
+        return Ok(());
+    }
+    let index = match app.raft.ensure_linearizable().await {
+        Ok(_) => return Ok(()),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => match f.leader_node {
+            Some(node) => {
+                let r: Result<Option<u64>, String> = leader_rpc(app, &node.addr, "read_index", &()).await?;
+                r.map_err(|e| ApiError::unavailable(format!("leader could not confirm a read index: {e}")))?
+            }
+            None => return Err(no_leader()),
+        },
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+            return Err(ApiError::unavailable(format!("leader lost its quorum: {e}")))
+        }
+        Err(RaftError::Fatal(f)) => return Err(ApiError::unavailable(format!("Raft stopped: {f}"))),
+    };
+    app.raft
+        .wait(Some(READ_CATCH_UP))
+        .applied_index_at_least(index, "linearizable read")
+        .await
+        .map_err(|e| ApiError::unavailable(format!("this member could not catch up with the leader: {e}")))?;
+    Ok(())
+}
+
+/// Leader side of a read-index request: the index a follower must apply before reading.
+pub async fn read_index_local(app: &App) -> Result<Option<u64>, String> {
+    app.raft
+        .ensure_linearizable()
+        .await
+        .map(|l| l.map(|l| l.index))
+        .map_err(|e| e.to_string())
+}
+
+/// Calls the leader's `/raft/{path}` with a bincode body and the cluster secret.
+async fn leader_rpc<Req: Serialize, Resp: DeserializeOwned>(
+    app: &App,
+    addr: &str,
+    path: &str,
+    req: &Req,
+) -> Result<Resp, ApiError> {
+    let body = bincode::serialize(req).map_err(ApiError::internal)?;
+    let resp = app
+        .http
+        .post(format!("{}/raft/{path}", addr.trim_end_matches('/')))
+        .header(SECRET_HEADER, &app.cfg.cluster_secret)
+        .timeout(Duration::from_secs(30))
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("cannot reach the leader at {addr}: {e}")))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        return Err(ApiError::unavailable(format!("leader at {addr} answered {status}: {text}")));
+    }
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("reading the leader's answer: {e}")))?;
+    bincode::deserialize(&bytes).map_err(|e| ApiError::internal(format!("leader's answer: {e}")))
+}
+
+/// Proxies an HTTP request unchanged to the leader's same path; `None` when this member leads.
+pub async fn to_leader(app: &App, method: Method, path_and_query: &str, body: Bytes) -> Option<Result<Response, ApiError>> {
+    let url = match leader(app) {
+        Leader::Me => return None,
+        Leader::Unknown => return Some(Err(no_leader())),
+        Leader::Other { url, .. } => url,
+    };
+    let method = reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
+    let res = app
+        .http
+        .request(method, format!("{url}{path_and_query}"))
+        .header("content-type", "application/json")
+        .timeout(Duration::from_secs(60))
+        .body(body)
+        .send()
+        .await;
+    Some(match res {
+        Err(e) => Err(ApiError::unavailable(format!("cannot reach the leader at {url}: {e}"))),
+        Ok(r) => {
+            let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            match r.bytes().await {
+                Ok(b) => Ok((status, [("content-type", "application/json")], b).into_response()),
+                Err(e) => Err(ApiError::unavailable(format!("reading the leader's answer: {e}"))),
+            }
+        }
+    })
+}
