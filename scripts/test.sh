@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages whose programs the tests run for real (none yet; Prometheus and
-# VictoriaMetrics join with the observability and telemetry features).
-PKGS=()
+# Debian packages whose programs the tests run for real: victoria-metrics (telemetry tests,
+# crates/lattice-cli/tests/telemetry.rs); prometheus (prometheus and promtool: the
+# observability tests, crates/lattice-cli/tests/observability.rs, and the metrics unit tests).
+PKGS=(victoria-metrics prometheus)
 need_pkgs=()
 for pkg in "${PKGS[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")

@@ -20,8 +20,8 @@ use crate::http::{self, HttpState};
 use crate::metrics::AgentMetrics;
 use crate::ranks::Ranks;
 use crate::register::Registrar;
-use crate::work::WorkLoop;
 use crate::telemetry::{self, TelemetryConfig};
+use crate::work::WorkLoop;
 use crate::{discovery, process, wait};
 
 /// Extra time, beyond the kill grace, that shutdown waits for ranks to be gone.

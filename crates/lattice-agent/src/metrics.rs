@@ -6,9 +6,13 @@
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
 
 /// Seconds; pushes are milliseconds on a LAN and up to the timeout when the TSDB hangs.
-const PUSH_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const PUSH_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 /// Seconds; a collection reads a few files (and NVML).
-const COLLECT_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+const COLLECT_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 
 pub struct AgentMetrics {
     registry: Registry,
@@ -41,7 +45,8 @@ impl Default for AgentMetrics {
             "Telemetry samples collected but not yet accepted by the TSDB.",
         )
         .expect("valid gauge");
-        r.register(Box::new(queue_length.clone())).expect("registered once");
+        r.register(Box::new(queue_length.clone()))
+            .expect("registered once");
         AgentMetrics {
             samples_sent: counter(
                 &r,
@@ -86,7 +91,8 @@ impl AgentMetrics {
     }
 
     pub fn queue_length(&self, samples: usize) {
-        self.queue_length.set(i64::try_from(samples).unwrap_or(i64::MAX));
+        self.queue_length
+            .set(i64::try_from(samples).unwrap_or(i64::MAX));
     }
 
     pub fn push_finished(&self, seconds: f64, ok: bool) {
@@ -132,11 +138,23 @@ mod tests {
             ("lattice_telemetry_collect_duration_seconds", "histogram"),
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}\n{text}");
-            assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name}\n{text}");
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "{name}\n{text}"
+            );
         }
-        assert!(text.contains("lattice_telemetry_samples_sent_total 5\n"), "{text}");
-        assert!(text.contains("lattice_telemetry_queue_length 3\n"), "{text}");
-        assert!(text.contains("lattice_telemetry_push_failures_total 1\n"), "{text}");
+        assert!(
+            text.contains("lattice_telemetry_samples_sent_total 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lattice_telemetry_queue_length 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lattice_telemetry_push_failures_total 1\n"),
+            "{text}"
+        );
         assert!(!text.contains("# EOF"), "classic format, not OpenMetrics");
     }
 }

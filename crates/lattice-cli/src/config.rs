@@ -10,6 +10,7 @@ use anyhow::Context;
 use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use lattice_agent::{AgentConfig, TelemetryConfig};
+use lattice_server::config::TsdbQuery;
 use lattice_server::ServerConfig;
 use serde::{Deserialize, Serialize};
 
@@ -38,12 +39,33 @@ pub fn load(path: Option<&Path>, overrides: serde_json::Value) -> anyhow::Result
                 .split("__"),
         )
         .merge(Serialized::defaults(overrides));
-    fig.extract::<FileConfig>()
+    let mut cfg = fig
+        .extract::<FileConfig>()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+        .and_then(|c| {
+            c.telemetry.validate()?;
+            Ok(c)
+        })
         .with_context(|| match path {
             Some(p) => format!("loading {}", p.display()),
             None => "loading configuration from defaults, environment and flags".into(),
-        })
+        })?;
+    cfg.server.tsdb = tsdb_query(&cfg.telemetry);
+    Ok(cfg)
+}
+
+/// What the control plane needs of the `telemetry:` section to query the TSDB: the query URL,
+/// the credentials, and a `rate()` window of four push intervals.
+pub fn tsdb_query(t: &TelemetryConfig) -> Option<TsdbQuery> {
+    Some(TsdbQuery {
+        url: t.query_url()?,
+        bearer_token: t.bearer_token.clone(),
+        basic_auth: t
+            .basic_auth
+            .as_ref()
+            .map(|b| (b.username.clone(), b.password.clone())),
+        rate_window_seconds: 4 * t.prod_interval_seconds.max(1),
+    })
 }
 
 #[cfg(test)]
@@ -83,11 +105,18 @@ mod tests {
             Some("http://victoriametrics:8428")
         );
         assert_eq!(cfg.telemetry.prod_interval_seconds, 30);
+        let q = cfg.server.tsdb.expect("the server queries the same host");
+        assert_eq!(q.url, "http://victoriametrics:8428");
+        assert_eq!(q.rate_window_seconds, 120);
         let none = load(None, serde_json::json!({})).unwrap();
         assert!(!none.telemetry.enabled(), "absent section: telemetry off");
+        assert_eq!(none.server.tsdb, None);
         let mut bad = tempfile::NamedTempFile::new().unwrap();
         writeln!(bad, "telemetry:\n  tsdb_endpiont: http://x").unwrap();
-        let err = format!("{:#}", load(Some(bad.path()), serde_json::json!({})).unwrap_err());
+        let err = format!(
+            "{:#}",
+            load(Some(bad.path()), serde_json::json!({})).unwrap_err()
+        );
         assert!(err.contains("tsdb_endpiont"), "{err}");
     }
 

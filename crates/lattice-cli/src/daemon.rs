@@ -172,7 +172,10 @@ pub async fn server(a: ServerArgs) -> anyhow::Result<()> {
             cfg.server.node_id,
             &url,
         )?;
-        println!("restored {} up to log index {index} as a single-member cluster", file.display());
+        println!(
+            "restored {} up to log index {index} as a single-member cluster",
+            file.display()
+        );
     }
     let running = lattice_server::start(cfg.server, stop_signal()).await?;
     println!(
@@ -252,9 +255,13 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
 
     let (agent_stop_tx, agent_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent_cfg = cfg.agent.clone();
-    let agent = tokio::spawn(lattice_agent::run(agent_cfg, cfg.telemetry.clone(), async move {
-        let _ = agent_stop_rx.await;
-    }));
+    let agent = tokio::spawn(lattice_agent::run(
+        agent_cfg,
+        cfg.telemetry.clone(),
+        async move {
+            let _ = agent_stop_rx.await;
+        },
+    ));
 
     println!("Lattice dev cluster is up.");
     println!(

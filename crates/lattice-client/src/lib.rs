@@ -6,6 +6,7 @@
 //! out; when no endpoint of a whole round can be reached it fails at once.
 
 mod error;
+pub mod telemetry;
 
 use std::time::{Duration, Instant};
 
@@ -105,6 +106,10 @@ impl Client {
         timeout: Duration,
     ) -> Result<reqwest::Response, ClientError> {
         let deadline = Instant::now() + self.retry_for;
+        // Reads and the agent protocol (register, heartbeat with idempotent reports, work
+        // long-poll) may be repeated safely, so they also move on after a timeout: a member
+        // that hangs (e.g. cut off from the network) must not stall them.
+        let idempotent = method == Method::GET || path.starts_with("/api/v1/agent/");
         let n = self.endpoints.len();
         let mut attempt = 0usize;
         // Endpoints that could not be reached in the current round; when every endpoint of a
@@ -134,7 +139,7 @@ impl Client {
                 Ok(resp) => return Err(ClientError::from_response(resp).await),
                 // A connection that never opened carried nothing: safe to retry anything. A
                 // timeout may have been applied: only reads are retried then.
-                Err(e) if e.is_connect() || (e.is_timeout() && method == Method::GET) => {
+                Err(e) if e.is_connect() || (e.is_timeout() && idempotent) => {
                     unreachable_in_round += 1;
                     if unreachable_in_round == n || Instant::now() >= deadline {
                         return Err(ClientError::Transport(format!("{base}: {e}")));
@@ -255,6 +260,37 @@ impl Client {
             .await
     }
 
+    /// How long the telemetry reads retry members that answer 503: one without a TSDB says
+    /// so with a 503, and waiting the full `retry_for` for that would only delay the error.
+    const TELEMETRY_RETRY: Duration = Duration::from_secs(1);
+
+    /// An allocation's current CPU, memory and GPU use per node, from the telemetry TSDB.
+    pub async fn allocation_metrics(
+        &self,
+        id: AllocId,
+    ) -> Result<telemetry::AllocationMetrics, ClientError> {
+        let path = format!("/api/v1/allocations/{id}/metrics");
+        let c = self
+            .clone()
+            .with_retry_for(Self::TELEMETRY_RETRY.min(self.retry_for));
+        c.json(Method::GET, &path, None, None, Self::TIMEOUT).await
+    }
+
+    /// Current utilization of every node, from the telemetry TSDB.
+    pub async fn node_utilization(&self) -> Result<telemetry::NodeUtilizationList, ClientError> {
+        let c = self
+            .clone()
+            .with_retry_for(Self::TELEMETRY_RETRY.min(self.retry_for));
+        c.json(
+            Method::GET,
+            "/api/v1/telemetry/nodes",
+            None,
+            None,
+            Self::TIMEOUT,
+        )
+        .await
+    }
+
     pub async fn health(&self) -> Result<serde_json::Value, ClientError> {
         self.json(Method::GET, "/healthz", None, None, Self::TIMEOUT)
             .await
@@ -264,26 +300,45 @@ impl Client {
 
     /// `GET /api/v1/raft/status` of the member answering.
     pub async fn raft_status(&self) -> Result<serde_json::Value, ClientError> {
-        self.json(Method::GET, "/api/v1/raft/status", None, None, Self::TIMEOUT)
-            .await
+        self.json(
+            Method::GET,
+            "/api/v1/raft/status",
+            None,
+            None,
+            Self::TIMEOUT,
+        )
+        .await
     }
 
     /// Adds member `id` reachable at `url` (learner, then voter).
     pub async fn raft_add(&self, id: u64, url: &str) -> Result<serde_json::Value, ClientError> {
         let body = serde_json::json!({ "id": id, "url": url });
-        self.json(Method::POST, "/api/v1/raft/members", None, Some(&body), Duration::from_secs(120))
-            .await
+        self.json(
+            Method::POST,
+            "/api/v1/raft/members",
+            None,
+            Some(&body),
+            Duration::from_secs(120),
+        )
+        .await
     }
 
     pub async fn raft_remove(&self, id: u64) -> Result<serde_json::Value, ClientError> {
         let path = format!("/api/v1/raft/members/{id}");
-        self.json(Method::DELETE, &path, None, None, Self::TIMEOUT).await
+        self.json(Method::DELETE, &path, None, None, Self::TIMEOUT)
+            .await
     }
 
     /// A backup of the replicated state (restore with `lattice server --restore FILE`).
     pub async fn raft_snapshot(&self) -> Result<Vec<u8>, ClientError> {
         let resp = self
-            .send(Method::GET, "/api/v1/raft/snapshot", None, None, Duration::from_secs(300))
+            .send(
+                Method::GET,
+                "/api/v1/raft/snapshot",
+                None,
+                None,
+                Duration::from_secs(300),
+            )
             .await?;
         resp.bytes()
             .await
@@ -307,12 +362,14 @@ impl Client {
 
     pub async fn heartbeat(&self, hb: &HeartbeatRequest) -> Result<HeartbeatResponse, ClientError> {
         let body = serde_json::to_value(hb).map_err(|e| ClientError::Decode(e.to_string()))?;
+        // Short: a heartbeat that hangs is retried on the next member well before the node
+        // could be judged down.
         self.json(
             Method::POST,
             "/api/v1/agent/heartbeat",
             None,
             Some(&body),
-            Self::TIMEOUT,
+            Duration::from_secs(5),
         )
         .await
     }

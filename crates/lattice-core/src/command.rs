@@ -11,7 +11,10 @@ use crate::allocation::{AllocId, Allocation, AllocationSpec};
 use crate::error::Rejection;
 use crate::node::{Node, NodeId, NodeRegistration};
 use crate::scheduler::Plan;
+use crate::submit::SubmitOptions;
+use crate::tenant::{Tenant, TenantChange};
 use crate::time::Timestamp;
+use crate::vcluster::{VCluster, VClusterChange};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -51,6 +54,55 @@ pub enum Command {
         down: Vec<NodeId>,
         up: Vec<NodeId>,
     },
+    /// A submission with options: a whole job array (one entry), dependencies, held. The
+    /// state machine assigns the IDs.
+    Submit {
+        now: Timestamp,
+        spec: AllocationSpec,
+        options: SubmitOptions,
+    },
+    /// Cancel every element of an array that has not ended.
+    CancelArray {
+        now: Timestamp,
+        array_id: AllocId,
+        by: String,
+    },
+    /// Hold (`hold: true`) or release pending allocations.
+    SetHold {
+        now: Timestamp,
+        target: Target,
+        hold: bool,
+        by: String,
+    },
+    /// Run the work again as a new pending allocation (stopping it first if it runs).
+    Requeue {
+        now: Timestamp,
+        target: Target,
+        by: String,
+    },
+    /// Create (`create: true`, refused if it exists) or change (refused if it does not) a
+    /// tenant.
+    PutTenant {
+        now: Timestamp,
+        name: String,
+        change: TenantChange,
+        create: bool,
+    },
+    /// Create or change a vCluster, as `PutTenant`.
+    PutVCluster {
+        now: Timestamp,
+        name: String,
+        change: VClusterChange,
+        create: bool,
+    },
+}
+
+/// What a hold, release or requeue acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    Allocation(AllocId),
+    /// Every element of the array with this ID.
+    Array(AllocId),
 }
 
 impl Command {
@@ -64,6 +116,12 @@ impl Command {
             Command::ApplyPlan { .. } => "apply_plan",
             Command::ReportExits { .. } => "report_exits",
             Command::SetNodeLiveness { .. } => "set_node_liveness",
+            Command::Submit { .. } => "submit",
+            Command::CancelArray { .. } => "cancel_array",
+            Command::SetHold { .. } => "set_hold",
+            Command::Requeue { .. } => "requeue",
+            Command::PutTenant { .. } => "put_tenant",
+            Command::PutVCluster { .. } => "put_vcluster",
         }
     }
 }
@@ -90,6 +148,14 @@ pub enum CommandOutcome {
     },
     /// Raft-internal entries (blank, membership) carry no command.
     Nothing,
+    Tenant(Box<Tenant>),
+    VCluster(Box<VCluster>),
+    /// An operation on a whole array: the allocations it changed (for a requeue, the new
+    /// ones).
+    Array {
+        array_id: AllocId,
+        changed: Vec<AllocId>,
+    },
 }
 
 /// The response of applying one command: an outcome or a business rejection.

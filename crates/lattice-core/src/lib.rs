@@ -8,18 +8,26 @@
 
 pub mod agent;
 pub mod allocation;
+pub mod array;
 pub mod command;
+pub mod dependency;
 pub mod error;
+pub mod fairshare;
 pub mod node;
 pub mod scheduler;
 pub mod state;
 pub mod submit;
+pub mod tenant;
 pub mod time;
+pub mod vcluster;
 
 pub use allocation::{AllocId, AllocState, Allocation, AllocationSpec, Constraints};
-pub use command::{Command, CommandOutcome, CommandResult};
+pub use command::{Command, CommandOutcome, CommandResult, Target};
+pub use dependency::{DepKind, Dependency, JobRef};
 pub use error::Rejection;
 pub use node::{GpuInfo, Node, NodeId, NodeRegistration, NodeState};
 pub use scheduler::{schedule, Placement, Plan};
 pub use state::ClusterState;
+pub use tenant::Tenant;
 pub use time::Timestamp;
+pub use vcluster::{Policy, VCluster};

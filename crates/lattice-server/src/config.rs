@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Largest page of `GET /api/v1/allocations` (`limit` above it is clamped).
     pub max_page_size: usize,
+    /// A write not committed within this many seconds answers 503 (outcome unknown): e.g. a
+    /// leader cut off from its majority.
+    pub write_timeout_seconds: u64,
     /// `user` recorded on submissions that name none.
     pub default_user: String,
     /// Where `GET /api/v1/allocations/{id}/metrics` and `/api/v1/telemetry/nodes` query
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             raft_election_timeout_max_ms: 2_000,
             max_body_bytes: 1 << 20,
             max_page_size: 1_000,
+            write_timeout_seconds: 10,
             default_user: "anonymous".into(),
             tsdb: None,
         }
@@ -122,11 +126,19 @@ impl ServerConfig {
         }
         for (id, url) in &self.peers {
             if *id == 0 || !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!("server.peers: {id}={url:?} needs an ID >= 1 and an http(s) URL"));
+                return Err(format!(
+                    "server.peers: {id}={url:?} needs an ID >= 1 and an http(s) URL"
+                ));
             }
         }
         if (self.peers.len() > 1 || self.join.is_some()) && self.cluster_secret.is_empty() {
-            return Err("server.cluster_secret is required for a multi-member cluster (peers or join)".into());
+            return Err(
+                "server.cluster_secret is required for a multi-member cluster (peers or join)"
+                    .into(),
+            );
+        }
+        if self.write_timeout_seconds == 0 {
+            return Err("server.write_timeout_seconds must be at least 1".into());
         }
         if self.max_page_size == 0 {
             return Err("server.max_page_size must be at least 1".into());

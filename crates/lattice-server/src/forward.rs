@@ -5,20 +5,22 @@
 //!   waits until it has applied that far, then reads its own copy (read-index protocol);
 //! - leader-only HTTP endpoints (heartbeats, membership): proxied to the leader as they are.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lattice_core::{Command, CommandOutcome, CommandResult};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::api::error::ApiError;
 use crate::api::App;
 use crate::raft::network::SECRET_HEADER;
-use crate::raft::MemberId;
+use crate::metrics;
+use crate::raft::{MemberId, TypeConfig};
 
 /// How long a read may wait for this member to catch up with the leader's read index.
 const READ_CATCH_UP: Duration = Duration::from_secs(10);
@@ -51,30 +53,98 @@ fn no_leader() -> ApiError {
 }
 
 /// Proposes `cmd` on the leader (this member or another) and returns the applied result.
+///
+/// A write that is not committed within `server.write_timeout_seconds` (e.g. this member leads
+/// but lost its quorum) answers 503; its outcome is then unknown to the client, as with any
+/// timed-out request.
 pub async fn propose(app: &App, cmd: Command) -> Result<CommandOutcome, ApiError> {
-    match app.raft.client_write(cmd.clone()).await {
+    match write_here(app, cmd.clone()).await {
         Ok(resp) => resp.data.map_err(ApiError::from),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
-            Some(node) => {
-                let res: Result<CommandResult, String> =
-                    leader_rpc(app, &node.addr, "propose", &cmd).await?;
-                match res {
-                    Ok(r) => r.map_err(ApiError::from),
-                    Err(e) => Err(ApiError::unavailable(format!("the leader could not commit: {e}"))),
+        Err(WriteError::Raft(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            match f.leader_node {
+                Some(node) => {
+                    let res: Result<CommandResult, String> =
+                        leader_rpc(app, &node.addr, "propose", &cmd).await?;
+                    match res {
+                        Ok(r) => r.map_err(ApiError::from),
+                        Err(e) => Err(ApiError::unavailable(format!(
+                            "the leader could not commit: {e}"
+                        ))),
+                    }
                 }
+                None => Err(no_leader()),
             }
-            None => Err(no_leader()),
-        },
-        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
         }
-        Err(RaftError::Fatal(f)) => Err(ApiError::unavailable(format!("Raft stopped: {f}"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Proposes a command decided by this member's leader-only loops (scheduler, failure
+/// detector). Never forwarded: a decision taken as leader is stale once leadership is lost, so
+/// if this member turns out not to lead (or cannot commit in time) the command is dropped.
+pub async fn propose_as_leader(app: &App, cmd: Command) -> Result<CommandOutcome, ApiError> {
+    match write_here(app, cmd).await {
+        Ok(resp) => resp.data.map_err(ApiError::from),
+        Err(WriteError::Raft(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(
+            ApiError::unavailable("dropped: this member is no longer the leader"),
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Why a local proposal failed.
+pub enum WriteError {
+    Raft(RaftError<MemberId, ClientWriteError<MemberId, BasicNode>>),
+    /// Not committed within the write deadline (no quorum reachable?).
+    Timeout(Duration),
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Raft(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => no_leader(),
+            WriteError::Raft(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            WriteError::Raft(RaftError::Fatal(f)) => ApiError::unavailable(format!("Raft stopped: {f}")),
+            WriteError::Timeout(d) => ApiError::unavailable(format!(
+                "the write was not committed within {}s (this member may have lost its quorum); its outcome is unknown",
+                d.as_secs()
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Raft(e) => e.fmt(f),
+            WriteError::Timeout(d) => write!(f, "not committed within {}s", d.as_secs()),
+        }
+    }
+}
+
+/// Proposes through this member's Raft, bounded by the write deadline; when it leads and the
+/// entry is applied, records the commit latency (propose to applied).
+async fn write_here(
+    app: &App,
+    cmd: Command,
+) -> Result<openraft::raft::ClientWriteResponse<TypeConfig>, WriteError> {
+    let started = Instant::now();
+    let deadline = Duration::from_secs(app.cfg.write_timeout_seconds);
+    match tokio::time::timeout(deadline, app.raft.client_write(cmd)).await {
+        Err(_) => Err(WriteError::Timeout(deadline)),
+        Ok(Err(e)) => Err(WriteError::Raft(e)),
+        Ok(Ok(resp)) => {
+            metrics::commit_latency(started.elapsed().as_secs_f64());
+            Ok(resp)
+        }
     }
 }
 
 /// Leader side of a forwarded write.
 pub async fn propose_local(app: &App, cmd: Command) -> Result<CommandResult, String> {
-    match app.raft.client_write(cmd).await {
+    match write_here(app, cmd).await {
         Ok(resp) => Ok(resp.data),
         Err(e) => Err(e.to_string()),
     }
@@ -128,7 +198,7 @@ async fn leader_rpc<Req: Serialize, Resp: DeserializeOwned>(
         .http
         .post(format!("{}/raft/{path}", addr.trim_end_matches('/')))
         .header(SECRET_HEADER, &app.cfg.cluster_secret)
-        .timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(app.cfg.write_timeout_seconds + 5))
         .body(body)
         .send()
         .await
@@ -146,7 +216,13 @@ async fn leader_rpc<Req: Serialize, Resp: DeserializeOwned>(
 }
 
 /// Proxies an HTTP request unchanged to the leader's same path; `None` when this member leads.
-pub async fn to_leader(app: &App, method: Method, path_and_query: &str, body: Bytes) -> Option<Result<Response, ApiError>> {
+pub async fn to_leader(
+    app: &App,
+    method: Method,
+    path_and_query: &str,
+    body: Bytes,
+    timeout: Duration,
+) -> Option<Result<Response, ApiError>> {
     let url = match leader(app) {
         Leader::Me => return None,
         Leader::Unknown => return Some(Err(no_leader())),
@@ -157,7 +233,7 @@ pub async fn to_leader(app: &App, method: Method, path_and_query: &str, body: By
         .http
         .request(method, format!("{url}{path_and_query}"))
         .header("content-type", "application/json")
-        .timeout(Duration::from_secs(60))
+        .timeout(timeout)
         .body(body)
         .send()
         .await;

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod forward;
 pub mod leader;
+pub mod metrics;
 pub mod raft;
 
 use std::collections::BTreeMap;
@@ -79,11 +80,16 @@ pub async fn start(
         db: parts.db,
         cfg: Arc::new(cfg),
         heartbeats: Arc::new(leader::heartbeats::Heartbeats::default()),
-        http: reqwest::Client::new(),
+        // Peers and agents that vanish must not stall forwarding: connect fast or fail.
+        http: reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(1))
+            .build()
+            .context("HTTP client")?,
         shutting_down: Arc::new(AtomicBool::new(false)),
         stop: stop_rx.clone(),
     };
-    let loops = leader::spawn(app.clone(), stop_rx.clone());
+    let mut loops = leader::spawn(app.clone(), stop_rx.clone());
+    loops.push(metrics::watch_leader(app.raft.clone(), stop_rx.clone()));
     let router = api::router(app.clone());
     tracing::info!(%local_addr, %url, member = app.cfg.node_id, "control plane listening");
 

@@ -72,46 +72,72 @@ impl Collector {
 
     /// One collection stamped `timestamp_ms`, for the given running ranks.
     pub fn collect(&mut self, running: &[RunningGroup], timestamp_ms: i64) -> Batch {
-        let mut host: Vec<(&'static str, Vec<(&'static str, String)>, f64)> = Vec::new();
+        // Host samples without the `node` label, added per presented node below.
+        let mut host = Batch::new(timestamp_ms);
         let proc_dir = self.sources.proc_dir.clone();
-        if let Some(now) = self.read("CPU times", proc_dir.join("stat")).as_deref().and_then(cpu::parse_stat) {
-            host.push((s::NODE_CPU_UTILIZATION, vec![], cpu::utilization(self.prev_cpu, now)));
+        if let Some(now) = self
+            .read("CPU times", proc_dir.join("stat"))
+            .as_deref()
+            .and_then(cpu::parse_stat)
+        {
+            host.push(
+                s::NODE_CPU_UTILIZATION,
+                vec![],
+                cpu::utilization(self.prev_cpu, now),
+            );
             self.prev_cpu = Some(now);
         }
-        if let Some(m) = self.read("memory", proc_dir.join("meminfo")).as_deref().and_then(memory::parse_meminfo) {
-            host.push((s::NODE_MEMORY_USED, vec![], m.used_bytes as f64));
-            host.push((s::NODE_MEMORY_TOTAL, vec![], m.total_bytes as f64));
+        if let Some(m) = self
+            .read("memory", proc_dir.join("meminfo"))
+            .as_deref()
+            .and_then(memory::parse_meminfo)
+        {
+            host.push(s::NODE_MEMORY_USED, vec![], m.used_bytes as f64);
+            host.push(s::NODE_MEMORY_TOTAL, vec![], m.total_bytes as f64);
         }
         for g in self.gpus.read() {
             let labels = vec![("gpu", g.index.to_string()), ("model", g.model.clone())];
-            host.push((s::NODE_GPU_UTILIZATION, labels.clone(), g.utilization));
-            host.push((s::NODE_GPU_MEMORY_USED, labels.clone(), g.memory_used_bytes as f64));
-            host.push((s::NODE_GPU_MEMORY_TOTAL, labels, g.memory_total_bytes as f64));
+            host.push(s::NODE_GPU_UTILIZATION, labels.clone(), g.utilization);
+            host.push(
+                s::NODE_GPU_MEMORY_USED,
+                labels.clone(),
+                g.memory_used_bytes as f64,
+            );
+            host.push(
+                s::NODE_GPU_MEMORY_TOTAL,
+                labels,
+                g.memory_total_bytes as f64,
+            );
         }
         if let Some(text) = self.read("network counters", proc_dir.join("net/dev")) {
             for d in net::parse_net_dev(&text) {
                 let labels = vec![("device", d.device)];
-                host.push((s::NODE_NETWORK_RECEIVE, labels.clone(), d.receive_bytes as f64));
-                host.push((s::NODE_NETWORK_TRANSMIT, labels, d.transmit_bytes as f64));
+                host.push(
+                    s::NODE_NETWORK_RECEIVE,
+                    labels.clone(),
+                    d.receive_bytes as f64,
+                );
+                host.push(s::NODE_NETWORK_TRANSMIT, labels, d.transmit_bytes as f64);
             }
         }
         if let Some(text) = self.read("disk counters", proc_dir.join("diskstats")) {
             let links = disk::read_sys_block(&self.sources.sys_block);
-            let physical = disk::physical_disks(links.iter().map(|(n, t)| (n.as_str(), t.as_str())));
+            let physical =
+                disk::physical_disks(links.iter().map(|(n, t)| (n.as_str(), t.as_str())));
             for d in disk::physical_io(&text, &physical) {
                 let labels = vec![("device", d.device)];
-                host.push((s::NODE_DISK_READ, labels.clone(), d.read_bytes as f64));
-                host.push((s::NODE_DISK_WRITTEN, labels, d.written_bytes as f64));
+                host.push(s::NODE_DISK_READ, labels.clone(), d.read_bytes as f64);
+                host.push(s::NODE_DISK_WRITTEN, labels, d.written_bytes as f64);
             }
         }
 
         let mut batch = Batch::new(timestamp_ms);
         for node in &self.nodes {
-            for (name, labels, value) in &host {
-                let mut l = Vec::with_capacity(labels.len() + 1);
+            for h in &host.samples {
+                let mut l = Vec::with_capacity(h.labels.len() + 1);
                 l.push(("node", node.clone()));
-                l.extend(labels.iter().cloned());
-                batch.push(name, l, *value);
+                l.extend(h.labels.iter().cloned());
+                batch.push(h.name, l, h.value);
             }
         }
         if !running.is_empty() {
@@ -123,7 +149,9 @@ impl Collector {
                 self.page_bytes,
             );
             for r in running {
-                let Some(u) = usage.get(&r.group.pgid) else { continue };
+                let Some(u) = usage.get(&r.group.pgid) else {
+                    continue;
+                };
                 let labels = vec![
                     ("node", r.key.node_id.clone()),
                     ("allocation", r.key.allocation_id.to_string()),
@@ -131,7 +159,11 @@ impl Collector {
                     ("vcluster", r.group.vcluster.clone()),
                 ];
                 batch.push(s::ALLOCATION_CPU, labels.clone(), u.cpu_seconds);
-                batch.push(s::ALLOCATION_MEMORY, labels.clone(), u.resident_bytes as f64);
+                batch.push(
+                    s::ALLOCATION_MEMORY,
+                    labels.clone(),
+                    u.resident_bytes as f64,
+                );
                 batch.push(s::ALLOCATION_PROCESSES, labels, u.processes as f64);
             }
         }
@@ -153,7 +185,8 @@ mod tests {
         std::fs::create_dir_all(proc_dir.join("net")).expect("mkdir");
         std::fs::create_dir_all(&sys_block).expect("mkdir");
         let fixture = |name: &str| {
-            std::fs::read_to_string(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).expect("fixture")
+            std::fs::read_to_string(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
+                .expect("fixture")
         };
         std::fs::write(proc_dir.join("stat"), fixture("proc_stat.txt")).expect("write");
         std::fs::write(proc_dir.join("meminfo"), fixture("proc_meminfo.txt")).expect("write");
@@ -163,11 +196,20 @@ mod tests {
             let (name, target) = line.split_once(' ').expect("name target");
             std::os::unix::fs::symlink(target, sys_block.join(name)).expect("symlink");
         }
-        for (pid, file) in [(18714, "proc_pid_stat_cat.txt"), (18827, "proc_pid_stat_odd_name.txt")] {
+        for (pid, file) in [
+            (18714, "proc_pid_stat_cat.txt"),
+            (18827, "proc_pid_stat_odd_name.txt"),
+        ] {
             std::fs::create_dir_all(proc_dir.join(pid.to_string())).expect("mkdir");
             std::fs::write(proc_dir.join(format!("{pid}/stat")), fixture(file)).expect("write");
         }
-        (dir, Sources { proc_dir, sys_block })
+        (
+            dir,
+            Sources {
+                proc_dir,
+                sys_block,
+            },
+        )
     }
 
     fn value(b: &Batch, name: &str, node: &str) -> Vec<f64> {
@@ -185,17 +227,29 @@ mod tests {
         let b = c.collect(&[], 42);
         assert_eq!(b.timestamp_ms, 42);
         for node in ["n-1", "n-2"] {
-            assert_eq!(value(&b, s::NODE_MEMORY_TOTAL, node), [24_684_092.0 * 1024.0]);
+            assert_eq!(
+                value(&b, s::NODE_MEMORY_TOTAL, node),
+                [24_684_092.0 * 1024.0]
+            );
             assert_eq!(value(&b, s::NODE_CPU_UTILIZATION, node).len(), 1);
             // eth0, ifb0, ifb1; never lo.
             assert_eq!(value(&b, s::NODE_NETWORK_RECEIVE, node).len(), 3);
             assert_eq!(value(&b, s::NODE_DISK_READ, node), [8_396_562.0 * 512.0]);
         }
-        assert!(b.samples.iter().all(|x| x.labels.iter().all(|(_, v)| v != "lo")));
+        assert!(b
+            .samples
+            .iter()
+            .all(|x| x.labels.iter().all(|(_, v)| v != "lo")));
         // No GPU series without NVML, no allocation series without ranks.
-        assert!(b.samples.iter().all(|x| !x.name.contains("gpu") && !x.name.starts_with("lattice_allocation")));
+        assert!(b
+            .samples
+            .iter()
+            .all(|x| !x.name.contains("gpu") && !x.name.starts_with("lattice_allocation")));
         // Unchanged /proc/stat: zero utilization since the previous collection.
-        assert_eq!(value(&c.collect(&[], 43), s::NODE_CPU_UTILIZATION, "n-1"), [0.0]);
+        assert_eq!(
+            value(&c.collect(&[], 43), s::NODE_CPU_UTILIZATION, "n-1"),
+            [0.0]
+        );
     }
 
     #[test]
@@ -213,7 +267,11 @@ mod tests {
             },
         }];
         let b = c.collect(&running, 1);
-        let cpu: Vec<_> = b.samples.iter().filter(|x| x.name == s::ALLOCATION_CPU).collect();
+        let cpu: Vec<_> = b
+            .samples
+            .iter()
+            .filter(|x| x.name == s::ALLOCATION_CPU)
+            .collect();
         assert_eq!(cpu.len(), 1);
         assert_eq!(cpu[0].value, 0.51);
         assert_eq!(

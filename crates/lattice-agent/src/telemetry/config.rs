@@ -57,7 +57,8 @@ impl Default for TelemetryConfig {
 }
 
 fn is_http_url(u: &str) -> bool {
-    (u.starts_with("http://") || u.starts_with("https://")) && u.split("://").nth(1).is_some_and(|rest| !rest.is_empty())
+    (u.starts_with("http://") || u.starts_with("https://"))
+        && u.split("://").nth(1).is_some_and(|rest| !rest.is_empty())
 }
 
 /// `scheme://host[:port]` of an http(s) URL.
@@ -74,7 +75,9 @@ fn origin(url: &str) -> &str {
 impl TelemetryConfig {
     /// Whether the agent pushes at all.
     pub fn enabled(&self) -> bool {
-        self.tsdb_endpoint.as_deref().is_some_and(|e| !e.trim().is_empty())
+        self.tsdb_endpoint
+            .as_deref()
+            .is_some_and(|e| !e.trim().is_empty())
     }
 
     pub fn interval(&self) -> Duration {
@@ -91,7 +94,9 @@ impl TelemetryConfig {
         ] {
             if let Some(u) = url.as_deref().filter(|u| !u.trim().is_empty()) {
                 if !is_http_url(u.trim()) {
-                    return bad(&format!("{key}: must be an http:// or https:// URL, not {u:?}"));
+                    return bad(&format!(
+                        "{key}: must be an http:// or https:// URL, not {u:?}"
+                    ));
                 }
             }
         }
@@ -158,7 +163,10 @@ mod tests {
         assert!(c.enabled());
         assert_eq!(c.queue_max_samples, 100_000);
         assert!(c.validate().is_ok());
-        assert!(serde_json::from_value::<TelemetryConfig>(serde_json::json!({"tsdb_endpont": "x"})).is_err());
+        assert!(serde_json::from_value::<TelemetryConfig>(
+            serde_json::json!({"tsdb_endpont": "x"})
+        )
+        .is_err());
         let off = TelemetryConfig::default();
         assert!(!off.enabled());
         assert!(off.validate().is_ok());
@@ -169,13 +177,25 @@ mod tests {
     #[test]
     fn write_and_query_urls() {
         let c = with_endpoint("http://victoriametrics:8428");
-        assert_eq!(c.write_url().as_deref(), Some("http://victoriametrics:8428/api/v1/write"));
-        assert_eq!(c.query_url().as_deref(), Some("http://victoriametrics:8428"));
+        assert_eq!(
+            c.write_url().as_deref(),
+            Some("http://victoriametrics:8428/api/v1/write")
+        );
+        assert_eq!(
+            c.query_url().as_deref(),
+            Some("http://victoriametrics:8428")
+        );
         let c = with_endpoint("https://vm.example.org/");
-        assert_eq!(c.write_url().as_deref(), Some("https://vm.example.org/api/v1/write"));
+        assert_eq!(
+            c.write_url().as_deref(),
+            Some("https://vm.example.org/api/v1/write")
+        );
         // A full URL with a path is used as given; queries go to its origin.
         let c = with_endpoint("http://prom:9090/api/v1/write");
-        assert_eq!(c.write_url().as_deref(), Some("http://prom:9090/api/v1/write"));
+        assert_eq!(
+            c.write_url().as_deref(),
+            Some("http://prom:9090/api/v1/write")
+        );
         assert_eq!(c.query_url().as_deref(), Some("http://prom:9090"));
         let c = with_endpoint("https://gw:443/insert/0/prometheus/api/v1/write?extra_label=dc=1");
         assert_eq!(

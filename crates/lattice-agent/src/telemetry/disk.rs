@@ -109,9 +109,15 @@ mod tests {
    bogus line
 ";
         let physical = physical_disks([
-            ("nvme0n1", "../devices/pci0000:00/0000:00:1d.0/nvme/nvme0/nvme0n1"),
+            (
+                "nvme0n1",
+                "../devices/pci0000:00/0000:00:1d.0/nvme/nvme0/nvme0n1",
+            ),
             ("dm-0", "../devices/virtual/block/dm-0"),
-            ("sda", "../devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda"),
+            (
+                "sda",
+                "../devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda",
+            ),
         ]);
         let io = physical_io(stats, &physical);
         let names: Vec<&str> = io.iter().map(|d| d.device.as_str()).collect();

@@ -116,7 +116,10 @@ pub fn system_units() -> (u64, u64) {
             .filter(|x| *x > 0)
             .unwrap_or(default)
     };
-    (get(SysconfVar::CLK_TCK, 100), get(SysconfVar::PAGE_SIZE, 4096))
+    (
+        get(SysconfVar::CLK_TCK, 100),
+        get(SysconfVar::PAGE_SIZE, 4096),
+    )
 }
 
 #[cfg(test)]
@@ -152,7 +155,13 @@ mod tests {
 
     #[test]
     fn bad_lines() {
-        for bad in ["", "12 (x", "x (sh) S 1 2", "5 (sh) S 1 2 3", "5 (sh) S 1 -2 3 0 -1 0 0 0 0 0 -5 0 0 0 20 0 1 0 1 1 1"] {
+        for bad in [
+            "",
+            "12 (x",
+            "x (sh) S 1 2",
+            "5 (sh) S 1 2 3",
+            "5 (sh) S 1 -2 3 0 -1 0 0 0 0 0 -5 0 0 0 20 0 1 0 1 1 1",
+        ] {
             assert_eq!(parse_pid_stat(bad), None, "{bad:?}");
         }
     }
@@ -165,7 +174,12 @@ mod tests {
             cpu_ticks,
             rss_pages,
         };
-        let stats = [p(10, 10, 150, 100), p(11, 10, 50, 28), p(12, 99, 1000, 1000), p(13, 20, 0, 0)];
+        let stats = [
+            p(10, 10, 150, 100),
+            p(11, 10, 50, 28),
+            p(12, 99, 1000, 1000),
+            p(13, 20, 0, 0),
+        ];
         let got = sum_by_group(stats, &BTreeSet::from([10, 20, 30]), 100, 4096);
         assert_eq!(
             got[&10],

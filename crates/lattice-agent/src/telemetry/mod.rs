@@ -36,6 +36,10 @@ pub use gpu::GpuCollector;
 pub use remote_write::{compress, encode, PushError, Pusher, WriteRequest};
 pub use series::{Batch, ALL as SERIES};
 
+// What a collection needs to know of running ranks (public for the cost benchmark).
+pub use crate::ranks::{Group, RunningGroup};
+pub use crate::reconcile::RankKey;
+
 use crate::error::AgentError;
 use crate::metrics::AgentMetrics;
 use crate::ranks::Ranks;
@@ -58,7 +62,8 @@ fn max_backoff(interval: Duration) -> Duration {
 /// ±20% so that many agents do not return in step after an outage.
 fn backoff(failures: u32, interval: Duration, jitter: f64) -> Duration {
     let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    exp.min(max_backoff(interval)).mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0))
+    exp.min(max_backoff(interval))
+        .mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0))
 }
 
 fn jitter() -> f64 {
@@ -179,7 +184,9 @@ async fn collect_loop(
             }
         };
         collector = Some(c);
-        shared.metrics.collect_finished(started.elapsed().as_secs_f64());
+        shared
+            .metrics
+            .collect_finished(started.elapsed().as_secs_f64());
         if samples == 0 {
             continue;
         }
@@ -209,7 +216,12 @@ async fn collect_loop(
 
 /// Sends queued batches oldest first until the queue is empty; waits `backoff` after a
 /// failure. Returns false when `stop` was raised during a wait.
-async fn send_loop(pusher: Pusher, shared: Arc<Shared>, interval: Duration, mut stop: watch::Receiver<bool>) {
+async fn send_loop(
+    pusher: Pusher,
+    shared: Arc<Shared>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut failures = 0u32;
     loop {
         tokio::select! {
@@ -222,7 +234,10 @@ async fn send_loop(pusher: Pusher, shared: Arc<Shared>, interval: Duration, mut 
                 None => break,
                 Some(Ok(())) => {
                     if failures > 0 {
-                        tracing::info!(failures, "telemetry endpoint reachable again; sending the backlog");
+                        tracing::info!(
+                            failures,
+                            "telemetry endpoint reachable again; sending the backlog"
+                        );
                     }
                     failures = 0;
                 }

@@ -96,7 +96,10 @@ mod tests {
     }
 
     fn stamps(q: &mut Queue) -> Vec<i64> {
-        q.take(usize::MAX).into_iter().map(|b| b.timestamp_ms).collect()
+        q.take(usize::MAX)
+            .into_iter()
+            .map(|b| b.timestamp_ms)
+            .collect()
     }
 
     #[test]

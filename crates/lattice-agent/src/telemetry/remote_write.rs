@@ -52,10 +52,15 @@ pub fn to_write_request(batch: &Batch) -> WriteRequest {
                 name: "__name__".into(),
                 value: s.name.into(),
             })
-            .chain(s.labels.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| Label {
-                name: (*k).into(),
-                value: v.clone(),
-            }))
+            .chain(
+                s.labels
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| Label {
+                        name: (*k).into(),
+                        value: v.clone(),
+                    }),
+            )
             .collect();
             labels.sort_by(|a, b| a.name.cmp(&b.name));
             TimeSeries {
@@ -140,7 +145,10 @@ impl Pusher {
             .header(CONTENT_ENCODING, "snappy")
             .header(CONTENT_TYPE, "application/x-protobuf")
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .header(reqwest::header::USER_AGENT, concat!("lattice-agent/", env!("CARGO_PKG_VERSION")))
+            .header(
+                reqwest::header::USER_AGENT,
+                concat!("lattice-agent/", env!("CARGO_PKG_VERSION")),
+            )
             .body(body);
         req = match &self.auth {
             Auth::None => req,
@@ -187,7 +195,11 @@ mod tests {
             ],
             12.5,
         );
-        b.push("lattice_node_memory_total_bytes", vec![("node", "dev-1".into())], 1024.0);
+        b.push(
+            "lattice_node_memory_total_bytes",
+            vec![("node", "dev-1".into())],
+            1024.0,
+        );
         b
     }
 
@@ -266,12 +278,17 @@ mod tests {
         let z = compress(&pb).expect("compress");
         // Framed snappy would start with the stream identifier chunk 0xff 06 00 00 sNaPpY.
         assert_ne!(z.first(), Some(&0xff));
-        assert_eq!(snap::raw::Decoder::new().decompress_vec(&z).expect("raw"), pb);
+        assert_eq!(
+            snap::raw::Decoder::new().decompress_vec(&z).expect("raw"),
+            pb
+        );
     }
 
     #[test]
     fn pusher_only_with_an_endpoint() {
-        assert!(Pusher::new(&TelemetryConfig::default()).expect("client").is_none());
+        assert!(Pusher::new(&TelemetryConfig::default())
+            .expect("client")
+            .is_none());
         let cfg = TelemetryConfig {
             tsdb_endpoint: Some("http://127.0.0.1:1".into()),
             ..TelemetryConfig::default()

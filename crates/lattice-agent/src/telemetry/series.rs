@@ -2,7 +2,12 @@
 //! in docs/telemetry.md is this list), and [`Batch`], one collection's samples.
 
 /// Name, kind, labels (besides `node`), help.
-pub type SeriesDoc = (&'static str, &'static str, &'static [&'static str], &'static str);
+pub type SeriesDoc = (
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+);
 
 pub const NODE_CPU_UTILIZATION: &str = "lattice_node_cpu_utilization_ratio";
 pub const NODE_MEMORY_USED: &str = "lattice_node_memory_used_bytes";
@@ -22,19 +27,74 @@ const ALLOC_LABELS: &[&str] = &["allocation", "tenant", "vcluster"];
 
 /// Every pushed series.
 pub const ALL: &[SeriesDoc] = &[
-    (NODE_CPU_UTILIZATION, "gauge", &[], "share of CPU time not idle, all CPUs, since the previous collection (0-1)"),
+    (
+        NODE_CPU_UTILIZATION,
+        "gauge",
+        &[],
+        "share of CPU time not idle, all CPUs, since the previous collection (0-1)",
+    ),
     (NODE_MEMORY_USED, "gauge", &[], "MemTotal - MemAvailable"),
     (NODE_MEMORY_TOTAL, "gauge", &[], "MemTotal"),
-    (NODE_GPU_UTILIZATION, "gauge", &["gpu", "model"], "NVML utilization.gpu (0-1)"),
-    (NODE_GPU_MEMORY_USED, "gauge", &["gpu", "model"], "NVML memory used"),
-    (NODE_GPU_MEMORY_TOTAL, "gauge", &["gpu", "model"], "NVML memory total"),
-    (NODE_NETWORK_RECEIVE, "counter", &["device"], "bytes received since boot, per interface, loopback excluded"),
-    (NODE_NETWORK_TRANSMIT, "counter", &["device"], "bytes sent since boot, per interface, loopback excluded"),
-    (NODE_DISK_READ, "counter", &["device"], "bytes read since boot, per physical whole disk"),
-    (NODE_DISK_WRITTEN, "counter", &["device"], "bytes written since boot, per physical whole disk"),
-    (ALLOCATION_CPU, "counter", ALLOC_LABELS, "user + system CPU seconds of the rank's process group"),
-    (ALLOCATION_MEMORY, "gauge", ALLOC_LABELS, "resident memory summed over the rank's process group"),
-    (ALLOCATION_PROCESSES, "gauge", ALLOC_LABELS, "processes in the rank's process group"),
+    (
+        NODE_GPU_UTILIZATION,
+        "gauge",
+        &["gpu", "model"],
+        "NVML utilization.gpu (0-1)",
+    ),
+    (
+        NODE_GPU_MEMORY_USED,
+        "gauge",
+        &["gpu", "model"],
+        "NVML memory used",
+    ),
+    (
+        NODE_GPU_MEMORY_TOTAL,
+        "gauge",
+        &["gpu", "model"],
+        "NVML memory total",
+    ),
+    (
+        NODE_NETWORK_RECEIVE,
+        "counter",
+        &["device"],
+        "bytes received since boot, per interface, loopback excluded",
+    ),
+    (
+        NODE_NETWORK_TRANSMIT,
+        "counter",
+        &["device"],
+        "bytes sent since boot, per interface, loopback excluded",
+    ),
+    (
+        NODE_DISK_READ,
+        "counter",
+        &["device"],
+        "bytes read since boot, per physical whole disk",
+    ),
+    (
+        NODE_DISK_WRITTEN,
+        "counter",
+        &["device"],
+        "bytes written since boot, per physical whole disk",
+    ),
+    (
+        ALLOCATION_CPU,
+        "counter",
+        ALLOC_LABELS,
+        "user + system CPU seconds of the rank's process group",
+    ),
+    (
+        ALLOCATION_MEMORY,
+        "gauge",
+        ALLOC_LABELS,
+        "resident memory summed over the rank's process group",
+    ),
+    (
+        ALLOCATION_PROCESSES,
+        "gauge",
+        ALLOC_LABELS,
+        "processes in the rank's process group",
+    ),
 ];
 
 /// One sample: a series (name and labels, `node` included) and its value.
@@ -88,7 +148,10 @@ mod tests {
         for (name, kind, labels, help) in ALL {
             assert!(seen.insert(*name), "{name} listed twice");
             assert!(name.starts_with("lattice_node_") || name.starts_with("lattice_allocation_"));
-            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
             assert_eq!(*kind == "counter", name.ends_with("_total"), "{name}");
             assert!(!help.is_empty());
             assert!(!labels.contains(&"node"), "node is on every series already");

@@ -20,6 +20,7 @@ mod raft;
 mod status;
 mod submit;
 mod table;
+mod top;
 
 use lattice_client::{Client, ClientError};
 
@@ -35,6 +36,8 @@ pub enum ClientCommand {
     Logs(logs::LogsArgs),
     /// List nodes (like sinfo), show one, or drain / undrain them.
     Nodes(nodes::NodesArgs),
+    /// Show what a running job uses per node: CPU, memory, GPUs (like sstat / top).
+    Top(top::TopArgs),
     /// Control-plane membership: status, add, remove, snapshot save.
     Raft(raft::RaftArgs),
 }
@@ -68,6 +71,7 @@ pub async fn run(cmd: ClientCommand, endpoint: &str) -> i32 {
         ClientCommand::Cancel(a) => cancel::run(a, endpoint).await,
         ClientCommand::Logs(a) => logs::run(a, endpoint).await,
         ClientCommand::Nodes(a) => nodes::run(a, endpoint).await,
+        ClientCommand::Top(a) => top::run(a, endpoint).await,
         ClientCommand::Raft(a) => raft::run(a, endpoint).await,
     };
     exit_code(result)

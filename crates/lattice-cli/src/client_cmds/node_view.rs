@@ -1,5 +1,7 @@
-//! How nodes are shown: the sinfo-like table of `lattice nodes` and the `key: value` detail of
-//! `lattice nodes show ID`. Pure functions of the nodes and the local clock.
+//! How nodes are shown: the sinfo-like table of `lattice nodes` (with current utilization in
+//! `-o wide`) and the `key: value` detail of `lattice nodes show ID`. Pure functions of the nodes and the local clock.
+
+use std::collections::BTreeMap;
 
 use lattice_core::{GpuInfo, Node, Timestamp};
 
@@ -53,8 +55,35 @@ fn join_or_dash<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
     }
 }
 
+/// Current utilization of one node (from telemetry), as ratios 0-1.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Utilization {
+    pub cpu: Option<f64>,
+    pub memory: Option<f64>,
+    pub gpu: Option<f64>,
+}
+
+fn percent(r: Option<f64>) -> String {
+    r.map_or("-".into(), |r| format!("{:.0}%", r * 100.0))
+}
+
 /// The node table; `wide` adds HOSTNAME, LAST_HEARTBEAT and REASON.
 pub fn table(nodes: &[Node], now: Timestamp, wide: bool) -> String {
+    render(nodes, now, wide, None)
+}
+
+/// The wide node table with CPU%, MEM% and GPU% (current utilization; `-` where telemetry
+/// has none) after GPUS.
+pub fn wide_table(nodes: &[Node], now: Timestamp, util: &BTreeMap<String, Utilization>) -> String {
+    render(nodes, now, true, Some(util))
+}
+
+fn render(
+    nodes: &[Node],
+    now: Timestamp,
+    wide: bool,
+    util: Option<&BTreeMap<String, Utilization>>,
+) -> String {
     use Align::{Left, Right};
     let mut cols = vec![("NODE", Left)];
     if wide {
@@ -65,9 +94,11 @@ pub fn table(nodes: &[Node], now: Timestamp, wide: bool) -> String {
         ("CPUS", Right),
         ("MEMORY", Right),
         ("GPUS", Left),
-        ("ALLOCATIONS", Left),
-        ("FEATURES", Left),
     ]);
+    if util.is_some() {
+        cols.extend([("CPU%", Right), ("MEM%", Right), ("GPU%", Right)]);
+    }
+    cols.extend([("ALLOCATIONS", Left), ("FEATURES", Left)]);
     if wide {
         cols.extend([("LAST_HEARTBEAT", Left), ("REASON", Left)]);
     }
@@ -82,9 +113,12 @@ pub fn table(nodes: &[Node], now: Timestamp, wide: bool) -> String {
             n.cpus.to_string(),
             memory_text(n.memory_bytes),
             gpus_text(&n.gpus),
-            join_or_dash(&n.allocations),
-            join_or_dash(&n.features),
         ]);
+        if let Some(util) = util {
+            let u = util.get(&n.id).copied().unwrap_or_default();
+            row.extend([percent(u.cpu), percent(u.memory), percent(u.gpu)]);
+        }
+        row.extend([join_or_dash(&n.allocations), join_or_dash(&n.features)]);
         if wide {
             row.push(
                 n.last_heartbeat
@@ -207,6 +241,36 @@ mod tests {
             "{}",
             lines[2]
         );
+    }
+
+    #[test]
+    fn wide_table_with_utilization() {
+        let util = BTreeMap::from([(
+            "nid001".to_string(),
+            Utilization {
+                cpu: Some(0.125),
+                memory: Some(0.5),
+                gpu: None,
+            },
+        )]);
+        let text = wide_table(&sample(), Timestamp::from_millis(T0 + 4000), &util);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].contains("GPUS    CPU%  MEM%  GPU%  ALLOCATIONS"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].contains("4xH100   12%   50%     -  12,15"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].contains("-          -     -     -  -"),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[0].ends_with("LAST_HEARTBEAT  REASON"), "{}", lines[0]);
     }
 
     #[test]

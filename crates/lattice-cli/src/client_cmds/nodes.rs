@@ -5,8 +5,12 @@ use clap::{Args, Subcommand};
 use lattice_client::ClientError;
 use lattice_core::Node;
 
-use super::node_view::{detail, table};
-use super::output::{about, error_line, now, out, out_json, Format};
+use std::collections::BTreeMap;
+
+use lattice_client::Client;
+
+use super::node_view::{detail, table, wide_table, Utilization};
+use super::output::{about, error_line, now, out, out_json, warn, Format};
 use super::{connect, CmdError};
 
 #[derive(Args, Debug)]
@@ -72,7 +76,10 @@ pub async fn run(args: NodesArgs, endpoint: &str) -> Result<(), CmdError> {
             match args.output {
                 Format::Json => out_json(&nodes),
                 Format::Table => out(&table(&nodes, now(), false)),
-                Format::Wide => out(&table(&nodes, now(), true)),
+                Format::Wide => {
+                    let util = utilization(&client).await;
+                    out(&wide_table(&nodes, now(), &util))
+                }
             }
         }
         Some(NodesAction::Show { id, output }) => {
@@ -104,6 +111,33 @@ pub async fn run(args: NodesArgs, endpoint: &str) -> Result<(), CmdError> {
             } else {
                 Ok(())
             }
+        }
+    }
+}
+
+/// Current utilization per node from the telemetry TSDB; empty when the control plane has
+/// none configured, and empty with a warning when it cannot be read (the list still shows).
+async fn utilization(client: &Client) -> BTreeMap<String, Utilization> {
+    match client.node_utilization().await {
+        Ok(list) => list
+            .nodes
+            .into_iter()
+            .map(|n| {
+                let memory = match (n.memory_used_bytes, n.memory_total_bytes) {
+                    (Some(u), Some(t)) if t > 0.0 => Some(u / t),
+                    _ => None,
+                };
+                let u = Utilization {
+                    cpu: n.cpu_utilization,
+                    memory,
+                    gpu: n.gpu_utilization,
+                };
+                (n.node, u)
+            })
+            .collect(),
+        Err(e) => {
+            warn(&format!("node utilization unavailable: {e}"));
+            BTreeMap::new()
         }
     }
 }

@@ -1,25 +1,41 @@
 //! The scheduler: a pure function from a snapshot of [`ClusterState`] and the time to a
 //! [`Plan`]. The leader commits the whole plan as one Raft entry; apply re-validates it.
 //!
-//! Pipeline (see `README.md` beside this file):
-//! 1. [`order`]: pending allocations, highest priority first, then oldest.
-//! 2. [`feasibility`]: for each, the free nodes that satisfy its constraints (cached per
-//!    distinct constraint set, so 100k queued jobs do not rescan 10k nodes each).
-//! 3. Placement: whole nodes, lowest node ID first; a job that cannot start now is skipped and
-//!    gets a pending `reason` (`resources`, or `unsatisfiable` when not enough nodes in the
-//!    whole cluster could ever match).
+//! One cycle schedules some vClusters (those that are due) one after the other; they share
+//! the nodes taken in the cycle and the tenants' quota counts, but each has its own queue,
+//! policy and reservation, so one vCluster's blocked queue never blocks another's.
+//!
+//! Pipeline per vCluster (see `README.md` beside this file and docs/scheduling.md):
+//! 1. gates ([`pass`]): held and dependency-waiting allocations get their reason;
+//! 2. [`score`]: priority, log-shaped aging, fair share, topology, weighted per vCluster;
+//! 3. placement in score order ([`pass`]): [`feasibility`] picks free matching nodes (cached
+//!    per distinct constraint set, best fit by topology group); quotas and array caps are
+//!    checked; [`backfill`] gives the first blocked allocation a reservation (EASY) or, in a
+//!    FIFO vCluster, stops the queue;
+//! 4. [`reasons`] and estimated starts that changed go into the plan.
 
+pub mod backfill;
+pub mod cycle;
 pub mod feasibility;
 pub mod order;
+pub mod pass;
+pub mod reasons;
+pub mod score;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::allocation::AllocId;
+use crate::allocation::{AllocId, Allocation};
 use crate::node::NodeId;
 use crate::state::ClusterState;
 use crate::time::Timestamp;
 
-use feasibility::Feasibility;
+pub use backfill::Reservation;
+pub use reasons::{
+    REASON_ARRAY_LIMIT, REASON_DEPENDENCY, REASON_HELD, REASON_PRIORITY, REASON_QUOTA,
+    REASON_RESOURCES, REASON_UNSATISFIABLE,
+};
 
 /// Start `allocation` on `nodes` (rank order).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,59 +50,67 @@ pub struct Plan {
     pub placements: Vec<Placement>,
     /// Pending allocations whose reason changed: (id, reason, detail).
     pub reasons: Vec<(AllocId, String, Option<String>)>,
+    /// Pending allocations whose estimated start moved (by more than a few seconds).
+    pub estimates: Vec<(AllocId, Option<Timestamp>)>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.placements.is_empty() && self.reasons.is_empty()
+        self.placements.is_empty() && self.reasons.is_empty() && self.estimates.is_empty()
     }
 }
 
-pub const REASON_RESOURCES: &str = "resources";
-pub const REASON_UNSATISFIABLE: &str = "unsatisfiable";
+/// What one vCluster's pass decided, for tests and diagnostics (not part of the plan).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VClusterTrace {
+    pub vcluster: String,
+    /// The backfill reservation, if an allocation got one.
+    pub head: Option<Reservation>,
+    /// Allocations started after the reservation was made, in order.
+    pub backfilled: Vec<AllocId>,
+}
 
-/// Computes one cycle's plan. Pure: the same state and time give the same plan.
-pub fn schedule(state: &ClusterState, _now: Timestamp) -> Plan {
+/// Computes one cycle's plan for every vCluster. Pure: the same state and time give the same
+/// plan.
+pub fn schedule(state: &ClusterState, now: Timestamp) -> Plan {
+    schedule_traced(state, now, None).0
+}
+
+/// Computes one cycle's plan for the named vClusters only (the leader's loop runs each
+/// vCluster on its own interval).
+pub fn schedule_some(state: &ClusterState, now: Timestamp, vclusters: &BTreeSet<String>) -> Plan {
+    schedule_traced(state, now, Some(vclusters)).0
+}
+
+/// [`schedule`] or [`schedule_some`], with what each vCluster's pass decided.
+pub fn schedule_traced(
+    state: &ClusterState,
+    now: Timestamp,
+    only: Option<&BTreeSet<String>>,
+) -> (Plan, Vec<VClusterTrace>) {
     let mut plan = Plan::default();
-    let queue = order::queue(state);
-    if queue.is_empty() {
-        return plan;
-    }
-    let mut feas = Feasibility::new(state);
-    for a in queue {
-        let need = a.nodes as usize;
-        let (reason, detail) = match feas.take(&a.constraints, need) {
-            Some(nodes) => {
-                plan.placements.push(Placement {
-                    allocation: a.id,
-                    nodes,
-                });
-                continue;
-            }
-            None => {
-                let exist = feas.matching_total(&a.constraints);
-                if exist < need {
-                    (
-                        REASON_UNSATISFIABLE,
-                        format!(
-                            "needs {need} nodes matching its constraints; the cluster has {exist}"
-                        ),
-                    )
-                } else {
-                    (
-                        REASON_RESOURCES,
-                        format!("waiting for {need} free nodes ({exist} match its constraints)"),
-                    )
-                }
-            }
+    let mut traces = Vec::new();
+    let mut by_vcluster: BTreeMap<&str, Vec<&Allocation>> = BTreeMap::new();
+    for id in state.pending_ids() {
+        let Some(a) = state.allocation(*id) else {
+            continue;
         };
-        if a.reason.as_deref() != Some(reason)
-            || a.reason_detail.as_deref() != Some(detail.as_str())
-        {
-            plan.reasons.push((a.id, reason.to_string(), Some(detail)));
+        if only.is_none_or(|o| o.contains(&a.vcluster)) {
+            by_vcluster.entry(a.vcluster.as_str()).or_default().push(a);
         }
     }
-    plan
+    if by_vcluster.is_empty() {
+        return (plan, traces);
+    }
+    let mut cx = cycle::Cycle::new(state, now);
+    let mut reasons = reasons::Reasons::new(state);
+    for (name, pending) in by_vcluster {
+        let Some(vc) = state.vcluster(name) else {
+            continue; // submissions to unknown vClusters are refused
+        };
+        traces.push(pass::run(&mut cx, vc, pending, &mut plan, &mut reasons));
+    }
+    (plan, traces)
 }
 
 #[cfg(test)]

@@ -2,7 +2,11 @@
 //! [`reference`] a property test comparing [`schedule`] with a naive implementation of the same
 //! policy.
 
+mod policy;
+mod properties;
 mod reference;
+mod scenarios;
+mod sim;
 
 use std::collections::BTreeMap;
 
@@ -100,9 +104,17 @@ fn cycle(s: &mut ClusterState, now: Timestamp) -> Plan {
     plan
 }
 
-/// Occupies `node` with a fresh one-node allocation.
+/// Occupies `node` with a fresh one-node allocation that runs for an hour (longer than the
+/// jobs of the tests, so that those can backfill around it).
 fn occupy(s: &mut ClusterState, node: &str) -> AllocId {
-    let id = submit(s, at(0), spec(1));
+    let id = submit(
+        s,
+        at(0),
+        AllocationSpec {
+            walltime_seconds: 3600,
+            ..spec(1)
+        },
+    );
     let out = apply(
         s,
         Command::ApplyPlan {
@@ -112,12 +124,30 @@ fn occupy(s: &mut ClusterState, node: &str) -> AllocId {
                     allocation: id,
                     nodes: vec![node.into()],
                 }],
-                reasons: vec![],
+                ..Default::default()
             },
         },
     );
     assert!(matches!(out, CommandOutcome::Plan(ref p) if p.placed == vec![id]));
     id
+}
+
+/// Reports `id` exited 0 on `node`.
+fn report_exit(s: &mut ClusterState, id: AllocId, node: &str, now: Timestamp) {
+    apply(
+        s,
+        Command::ReportExits {
+            now,
+            reports: vec![ExitReport {
+                allocation_id: id,
+                node_id: node.into(),
+                outcome: ExitOutcome::Exited,
+                exit_code: Some(0),
+                signal: None,
+                message: None,
+            }],
+        },
+    );
 }
 
 fn placed(plan: &Plan) -> Vec<(AllocId, Vec<&str>)> {

@@ -1,23 +1,14 @@
-//! Apply handlers for the allocation lifecycle: submit, cancel, and agents' exit reports.
+//! Apply handlers for the allocation lifecycle: cancel, and agents' exit reports (submissions
+//! are in `submit.rs`).
 
 use crate::agent::{ExitOutcome, ExitReport};
-use crate::allocation::{AllocId, AllocState, Allocation, AllocationSpec};
+use crate::allocation::{AllocId, AllocState};
 use crate::command::{CommandOutcome, CommandResult};
 use crate::error::Rejection;
 use crate::state::ClusterState;
 use crate::time::Timestamp;
 
 impl ClusterState {
-    pub(super) fn submit(&mut self, now: Timestamp, spec: &AllocationSpec) -> CommandResult {
-        let id = self.next_allocation_id;
-        self.next_allocation_id += 1;
-        let alloc = Allocation::new(id, spec.clone(), now);
-        self.allocations.insert(id, alloc.clone());
-        self.pending.insert(id);
-        *self.state_counts.entry(AllocState::Pending).or_default() += 1;
-        Ok(CommandOutcome::Allocation(Box::new(alloc)))
-    }
-
     pub(super) fn cancel(&mut self, now: Timestamp, id: AllocId, by: &str) -> CommandResult {
         let a = self
             .allocations

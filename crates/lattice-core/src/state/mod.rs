@@ -1,22 +1,49 @@
 //! [`ClusterState`]: the replicated state machine. [`ClusterState::apply`] is the one writer:
 //! it dispatches each [`Command`] to its own handler (one file per command family), never reads
 //! a clock or a random source, and either applies a command fully or rejects it unchanged.
+//!
+//! Files: `allocations.rs` (cancel, exit reports), `submit.rs` (submissions: arrays,
+//! dependencies, holds), `arrays.rs` (whole-array cancel), `holds.rs` (hold / release),
+//! `requeue.rs`, `tenants.rs`, `vclusters.rs`, `nodes.rs`, `plan.rs` (a scheduling cycle),
+//! `dependencies.rs` (dependency status and the `dependency_failed` cascade), `index.rs` (the
+//! one place allocation states change, keeping the derived indexes in step), `query.rs`.
 
 mod allocations;
+mod arrays;
+mod dependencies;
+mod holds;
+mod index;
+mod metrics_view;
 mod nodes;
 mod plan;
 mod query;
+mod requeue;
+mod submit;
+mod tenants;
+mod vclusters;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+pub use metrics_view::{AllocationTotals, MetricsView, Running, Totals};
 pub use query::AllocationFilter;
 
 use crate::allocation::{AllocId, AllocState, Allocation};
+use crate::array::ArrayInfo;
 use crate::command::{Command, CommandResult};
+use crate::fairshare::Usage;
 use crate::node::{Node, NodeId};
+use crate::submit::{DEFAULT_TENANT, DEFAULT_VCLUSTER};
+use crate::tenant::{Tenant, TenantLoad};
 use crate::time::Timestamp;
+use crate::vcluster::VCluster;
+
+/// Allocation counts per state, indexed by `AllocState as usize`.
+pub type Tally = [u32; 5];
+
+/// Fair-share usage: vCluster -> tenant -> decayed node-milliseconds.
+pub type UsageTable = BTreeMap<String, BTreeMap<String, Usage>>;
 
 /// Cluster state as every Raft member holds it after applying the same log.
 ///
@@ -29,11 +56,27 @@ pub struct ClusterState {
     next_allocation_id: AllocId,
     allocations: BTreeMap<AllocId, Allocation>,
     nodes: BTreeMap<NodeId, Node>,
+    tenants: BTreeMap<String, Tenant>,
+    vclusters: BTreeMap<String, VCluster>,
+    arrays: BTreeMap<AllocId, ArrayInfo>,
+    usage: UsageTable,
     // ---- derived indexes (not serialized) ----
     /// Pending allocations.
     pending: BTreeSet<AllocId>,
+    /// Running allocations.
+    running: BTreeSet<AllocId>,
     /// Allocation count per state.
     state_counts: BTreeMap<AllocState, u64>,
+    /// What each tenant's running allocations hold (tenants with nothing running are absent).
+    tenant_load: BTreeMap<String, TenantLoad>,
+    /// Per array: states of its live elements (those not superseded by a requeue).
+    array_tally: BTreeMap<AllocId, Tally>,
+    /// Per array: every element, live or superseded.
+    array_members: BTreeMap<AllocId, BTreeSet<AllocId>>,
+    /// Per allocation or array ID: the allocations that depend on it.
+    dependents: BTreeMap<AllocId, BTreeSet<AllocId>>,
+    /// Monotonic allocation counters for `/metrics` (see `metrics_view.rs`).
+    totals: AllocationTotals,
 }
 
 /// The serialized form of [`ClusterState`].
@@ -43,6 +86,10 @@ pub struct StateData {
     next_allocation_id: AllocId,
     allocations: BTreeMap<AllocId, Allocation>,
     nodes: BTreeMap<NodeId, Node>,
+    tenants: BTreeMap<String, Tenant>,
+    vclusters: BTreeMap<String, VCluster>,
+    arrays: BTreeMap<AllocId, ArrayInfo>,
+    usage: UsageTable,
 }
 
 impl From<StateData> for ClusterState {
@@ -50,16 +97,23 @@ impl From<StateData> for ClusterState {
         let mut s = ClusterState {
             revision: d.revision,
             next_allocation_id: d.next_allocation_id,
-            allocations: d.allocations,
+            allocations: BTreeMap::new(),
             nodes: d.nodes,
+            tenants: d.tenants,
+            vclusters: d.vclusters,
+            arrays: d.arrays,
+            usage: d.usage,
             pending: BTreeSet::new(),
+            running: BTreeSet::new(),
             state_counts: BTreeMap::new(),
+            tenant_load: BTreeMap::new(),
+            array_tally: BTreeMap::new(),
+            array_members: BTreeMap::new(),
+            dependents: BTreeMap::new(),
+            totals: AllocationTotals::default(),
         };
-        for a in s.allocations.values() {
-            if a.state == AllocState::Pending {
-                s.pending.insert(a.id);
-            }
-            *s.state_counts.entry(a.state).or_default() += 1;
+        for (_, a) in d.allocations {
+            s.insert_allocation(a);
         }
         s
     }
@@ -72,20 +126,34 @@ impl From<ClusterState> for StateData {
             next_allocation_id: s.next_allocation_id,
             allocations: s.allocations,
             nodes: s.nodes,
+            tenants: s.tenants,
+            vclusters: s.vclusters,
+            arrays: s.arrays,
+            usage: s.usage,
         }
     }
 }
 
 impl Default for ClusterState {
+    /// An empty cluster with the `default` tenant and the `default` vCluster.
     fn default() -> Self {
-        ClusterState {
+        let epoch = Timestamp(0);
+        ClusterState::from(StateData {
             revision: 0,
             next_allocation_id: 1,
             allocations: BTreeMap::new(),
             nodes: BTreeMap::new(),
-            pending: BTreeSet::new(),
-            state_counts: BTreeMap::new(),
-        }
+            tenants: BTreeMap::from([(
+                DEFAULT_TENANT.to_string(),
+                Tenant::new(DEFAULT_TENANT, epoch),
+            )]),
+            vclusters: BTreeMap::from([(
+                DEFAULT_VCLUSTER.to_string(),
+                VCluster::new(DEFAULT_VCLUSTER, epoch),
+            )]),
+            arrays: BTreeMap::new(),
+            usage: BTreeMap::new(),
+        })
     }
 }
 
@@ -94,7 +162,7 @@ impl ClusterState {
     pub fn apply(&mut self, cmd: &Command) -> CommandResult {
         self.revision += 1;
         match cmd {
-            Command::SubmitAllocation { now, spec } => self.submit(*now, spec),
+            Command::SubmitAllocation { now, spec } => self.submit_legacy(*now, spec),
             Command::CancelAllocation { now, id, by } => self.cancel(*now, *id, by),
             Command::RegisterNode { now, registration } => self.register_node(*now, registration),
             Command::SetNodeDrain {
@@ -106,6 +174,27 @@ impl ClusterState {
             Command::ApplyPlan { now, plan } => Ok(self.apply_plan(*now, plan)),
             Command::ReportExits { now, reports } => Ok(self.report_exits(*now, reports)),
             Command::SetNodeLiveness { now, down, up } => Ok(self.set_liveness(*now, down, up)),
+            Command::Submit { now, spec, options } => self.submit(*now, spec, options),
+            Command::CancelArray { now, array_id, by } => self.cancel_array(*now, *array_id, by),
+            Command::SetHold {
+                now,
+                target,
+                hold,
+                by,
+            } => self.set_hold(*now, *target, *hold, by),
+            Command::Requeue { now, target, by } => self.requeue(*now, *target, by),
+            Command::PutTenant {
+                now,
+                name,
+                change,
+                create,
+            } => self.put_tenant(*now, name, change, *create),
+            Command::PutVCluster {
+                now,
+                name,
+                change,
+                create,
+            } => self.put_vcluster(*now, name, change, *create),
         }
     }
 
@@ -139,9 +228,62 @@ impl ClusterState {
         &self.nodes
     }
 
+    pub fn tenant(&self, name: &str) -> Option<&Tenant> {
+        self.tenants.get(name)
+    }
+
+    pub fn tenants(&self) -> &BTreeMap<String, Tenant> {
+        &self.tenants
+    }
+
+    pub fn vcluster(&self, name: &str) -> Option<&VCluster> {
+        self.vclusters.get(name)
+    }
+
+    pub fn vclusters(&self) -> &BTreeMap<String, VCluster> {
+        &self.vclusters
+    }
+
+    pub fn array(&self, id: AllocId) -> Option<&ArrayInfo> {
+        self.arrays.get(&id)
+    }
+
+    pub fn arrays(&self) -> &BTreeMap<AllocId, ArrayInfo> {
+        &self.arrays
+    }
+
+    /// Every element of array `id` (superseded ones included), ascending.
+    pub fn array_members(&self, id: AllocId) -> impl Iterator<Item = &Allocation> + '_ {
+        self.array_members
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| self.allocations.get(m))
+    }
+
+    /// States of the array's live elements (superseded ones are not counted).
+    pub fn array_tally(&self, id: AllocId) -> Tally {
+        self.array_tally.get(&id).copied().unwrap_or_default()
+    }
+
+    /// Fair-share usage records: vCluster -> tenant -> usage.
+    pub fn usage(&self) -> &UsageTable {
+        &self.usage
+    }
+
+    /// What the tenant's running allocations hold.
+    pub fn tenant_load(&self, tenant: &str) -> TenantLoad {
+        self.tenant_load.get(tenant).copied().unwrap_or_default()
+    }
+
     /// Pending allocation IDs, ascending.
     pub fn pending_ids(&self) -> &BTreeSet<AllocId> {
         &self.pending
+    }
+
+    /// Running allocation IDs, ascending.
+    pub fn running_ids(&self) -> &BTreeSet<AllocId> {
+        &self.running
     }
 
     /// Number of allocations in each state (every state present, possibly 0).
@@ -150,49 +292,6 @@ impl ClusterState {
             .into_iter()
             .map(|s| (s, self.state_counts.get(&s).copied().unwrap_or(0)))
             .collect()
-    }
-
-    /// Moves an allocation to `to`, keeping the indexes in step. The one place states change.
-    fn set_state(&mut self, id: AllocId, to: AllocState) {
-        let Some(a) = self.allocations.get_mut(&id) else {
-            return;
-        };
-        let from = a.state;
-        if from == to {
-            return;
-        }
-        a.state = to;
-        // Drop a count that reaches zero: the index rebuilt from a snapshot has no zero
-        // entries, and the derived `PartialEq` must see the two as equal.
-        if let Some(c) = self.state_counts.get_mut(&from) {
-            *c = c.saturating_sub(1);
-            if *c == 0 {
-                self.state_counts.remove(&from);
-            }
-        }
-        *self.state_counts.entry(to).or_default() += 1;
-        if from == AllocState::Pending {
-            self.pending.remove(&id);
-        }
-        if to == AllocState::Pending {
-            self.pending.insert(id);
-        }
-    }
-
-    /// Moves an allocation to a terminal state with its reason, keeping the indexes in step.
-    /// `set_state` must see the old state, so it runs before `Allocation::finish`.
-    fn finish(
-        &mut self,
-        id: AllocId,
-        to: AllocState,
-        now: Timestamp,
-        reason: Option<&str>,
-        detail: Option<String>,
-    ) {
-        self.set_state(id, to);
-        if let Some(a) = self.allocations.get_mut(&id) {
-            a.finish(to, now, reason, detail);
-        }
     }
 
     /// Removes an allocation from a node's occupancy and refreshes the node.

@@ -1,6 +1,8 @@
 //! Apply handler for a scheduling cycle's [`Plan`]. Every placement is re-validated against the
 //! state at commit time, so a plan computed from a slightly older snapshot can never
-//! double-book a node or place work on a node that was drained or lost meanwhile.
+//! double-book a node, place work on a node that was drained or lost meanwhile, exceed a
+//! tenant's quota or an array's cap, or start work that was held or whose dependencies are
+//! no longer met.
 
 use std::collections::BTreeSet;
 
@@ -8,6 +10,7 @@ use crate::allocation::AllocState;
 use crate::command::{CommandOutcome, PlanOutcome};
 use crate::scheduler::{Placement, Plan};
 use crate::state::ClusterState;
+use crate::tenant::quota_exceeded;
 use crate::time::Timestamp;
 
 impl ClusterState {
@@ -32,6 +35,13 @@ impl ClusterState {
                 }
             }
         }
+        for (id, start) in &plan.estimates {
+            if let Some(a) = self.allocations.get_mut(id) {
+                if a.state == AllocState::Pending {
+                    a.estimated_start = *start;
+                }
+            }
+        }
         CommandOutcome::Plan(out)
     }
 
@@ -42,6 +52,12 @@ impl ClusterState {
             .ok_or_else(|| "unknown allocation".to_string())?;
         if a.state != AllocState::Pending {
             return Err(format!("allocation is {}", a.state));
+        }
+        if a.held {
+            return Err("allocation is held".into());
+        }
+        if let Some((d, _)) = self.unmet_dependency(a) {
+            return Err(format!("dependency on {} is not met", d.on));
         }
         if p.nodes.len() != a.nodes as usize {
             return Err(format!(
@@ -54,6 +70,24 @@ impl ClusterState {
         if distinct.len() != p.nodes.len() {
             return Err("a node appears twice".into());
         }
+        let vc = self
+            .vclusters
+            .get(&a.vcluster)
+            .ok_or_else(|| format!("unknown vCluster {}", a.vcluster))?;
+        let tenant = self
+            .tenants
+            .get(&a.tenant)
+            .ok_or_else(|| format!("unknown tenant {}", a.tenant))?;
+        if let Some(q) = quota_exceeded(tenant, self.tenant_load(&a.tenant), a.nodes) {
+            return Err(format!("tenant {} would exceed its {q} quota", a.tenant));
+        }
+        if let Some(array) = a.array_id {
+            let cap = self.arrays.get(&array).and_then(|i| i.max_running);
+            let running = self.array_tally(array)[AllocState::Running as usize];
+            if cap.is_some_and(|c| running >= c) {
+                return Err(format!("array {array} already runs its cap of tasks"));
+            }
+        }
         for nid in &p.nodes {
             let n = self
                 .nodes
@@ -64,6 +98,9 @@ impl ClusterState {
             }
             if !n.satisfies(&a.constraints) {
                 return Err(format!("node {nid} does not satisfy the constraints"));
+            }
+            if !vc.contains(n) {
+                return Err(format!("node {nid} is not in vCluster {}", vc.name));
             }
         }
         Ok(())
@@ -83,6 +120,7 @@ impl ClusterState {
             a.started_at = Some(now);
             a.reason = None;
             a.reason_detail = None;
+            a.estimated_start = None;
         }
         self.set_state(p.allocation, AllocState::Running);
     }

@@ -13,6 +13,8 @@ pub struct AllocationFilter {
     pub tenant: Option<String>,
     pub user: Option<String>,
     pub vcluster: Option<String>,
+    /// Only elements of this array.
+    pub array: Option<AllocId>,
     pub after: Option<AllocId>,
     pub limit: usize,
 }
@@ -23,6 +25,7 @@ impl AllocationFilter {
             && self.tenant.as_deref().is_none_or(|t| a.tenant == t)
             && self.user.as_deref().is_none_or(|u| a.user == u)
             && self.vcluster.as_deref().is_none_or(|v| a.vcluster == v)
+            && self.array.is_none_or(|x| a.array_id == Some(x))
     }
 }
 
@@ -95,7 +98,7 @@ impl ClusterState {
                     user: a.user.clone(),
                     command: a.command.clone(),
                     script: a.script.clone(),
-                    env: a.env.clone(),
+                    env: job_env(a),
                     walltime_seconds: a.walltime_seconds,
                     started_at: a.started_at,
                 });
@@ -103,4 +106,15 @@ impl ClusterState {
         }
         out
     }
+}
+
+/// The job's environment as the agent gets it: the user's variables, plus
+/// `LATTICE_ARRAY_ID` and `LATTICE_TASK_INDEX` for an array element.
+fn job_env(a: &Allocation) -> std::collections::BTreeMap<String, String> {
+    let mut env = a.env.clone();
+    if let (Some(array), Some(index)) = (a.array_id, a.array_index) {
+        env.insert("LATTICE_ARRAY_ID".into(), array.to_string());
+        env.insert("LATTICE_TASK_INDEX".into(), index.to_string());
+    }
+    env
 }

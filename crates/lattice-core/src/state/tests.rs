@@ -7,6 +7,7 @@
 mod allocations;
 mod nodes;
 mod plan;
+mod policy;
 mod properties;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -120,7 +121,7 @@ fn placement(id: AllocId, nodes: &[&str]) -> Plan {
             allocation: id,
             nodes: nodes.iter().map(|n| n.to_string()).collect(),
         }],
-        reasons: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -258,9 +259,61 @@ fn check_invariants(s: &ClusterState) {
             AllocState::Failed | AllocState::Cancelled => {
                 assert!(a.finished_at.is_some() && a.reason.is_some());
                 if a.state == AllocState::Cancelled {
-                    assert_eq!(a.reason.as_deref(), Some("cancelled"));
+                    assert!(
+                        matches!(
+                            a.reason.as_deref(),
+                            Some("cancelled" | "dependency_failed" | "requeued")
+                        ),
+                        "{a:?}"
+                    );
                 }
             }
+        }
+        check_policy_fields(s, a);
+    }
+
+    // Every derived index equals what loading the serialized state rebuilds.
+    let rebuilt = ClusterState::from(super::StateData::from(s.clone()));
+    assert_eq!(&rebuilt, s, "derived indexes disagree with a rebuild");
+}
+
+/// Invariants of tenants, vClusters, arrays, dependencies, holds and requeues.
+fn check_policy_fields(s: &ClusterState, a: &crate::allocation::Allocation) {
+    use crate::dependency::DepStatus;
+    assert!(s.tenant(&a.tenant).is_some(), "{}: unknown tenant", a.id);
+    assert!(s.vcluster(&a.vcluster).is_some(), "{}: unknown vCluster", a.id);
+    assert!(!a.held || a.state == AllocState::Pending, "{} held", a.id);
+    assert!(
+        a.estimated_start.is_none() || a.state == AllocState::Pending,
+        "{} has an estimate",
+        a.id
+    );
+    for d in &a.depends_on {
+        assert!(d.on < a.id, "{} depends on a later {}", a.id, d.on);
+        if a.state == AllocState::Pending {
+            assert_ne!(
+                s.dependency_status(d),
+                DepStatus::Broken,
+                "{} pending with a broken dependency {d:?}",
+                a.id
+            );
+        }
+    }
+    if let Some(next) = a.requeued_as {
+        assert!(next > a.id);
+        assert_eq!(s.allocations()[&next].requeued_from, Some(a.id));
+        assert_ne!(a.state, AllocState::Running);
+    }
+    if let Some(prev) = a.requeued_from {
+        assert_eq!(s.allocations()[&prev].requeued_as, Some(a.id));
+    }
+    assert_eq!(a.array_id.is_some(), a.array_index.is_some());
+    if let Some(array) = a.array_id {
+        let info = s.array(array).expect("array recorded");
+        assert!(a.id >= info.id);
+        if let Some(cap) = info.max_running {
+            let running = s.array_tally(array)[AllocState::Running as usize];
+            assert!(running <= cap, "array {array} runs {running} > cap {cap}");
         }
     }
 }

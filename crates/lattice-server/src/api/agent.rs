@@ -17,6 +17,9 @@ use super::extract::{parse_json, ApiBody, ApiJson};
 use super::App;
 use crate::{clock, forward};
 
+/// A heartbeat forwarded to a leader that does not answer fails fast, so the agent retries
+/// (another member, or the new leader) well before its node could be judged down.
+const HEARTBEAT_FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest long-poll a client may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 /// Most nodes one agent request may name.
@@ -66,7 +69,7 @@ pub async fn register(
 
 pub async fn heartbeat(State(app): State<App>, ApiBody(body): ApiBody) -> Result<Response, ApiError> {
     // The leader owns the heartbeat table (it runs the failure detector): forward to it.
-    if let Some(r) = forward::to_leader(&app, Method::POST, "/api/v1/agent/heartbeat", body.clone()).await {
+    if let Some(r) = forward::to_leader(&app, Method::POST, "/api/v1/agent/heartbeat", body.clone(), HEARTBEAT_FORWARD_TIMEOUT).await {
         return r;
     }
     let hb: HeartbeatRequest = parse_json(&body)?;

@@ -20,6 +20,9 @@ use super::App;
 use crate::forward;
 use crate::raft::restore::SNAPSHOT_FILE_MAGIC;
 
+/// Adding a member waits until it caught up as a learner (possibly a snapshot install).
+const MEMBERSHIP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 #[derive(Serialize)]
 pub struct MemberStatus {
     id: u64,
@@ -86,7 +89,7 @@ struct AddMember {
 }
 
 pub async fn add(State(app): State<App>, ApiBody(body): ApiBody) -> Result<Response, ApiError> {
-    if let Some(r) = forward::to_leader(&app, Method::POST, "/api/v1/raft/members", body.clone()).await {
+    if let Some(r) = forward::to_leader(&app, Method::POST, "/api/v1/raft/members", body.clone(), MEMBERSHIP_TIMEOUT).await {
         return r;
     }
     let req: AddMember = parse_json(&body)?;
@@ -113,7 +116,7 @@ pub async fn add(State(app): State<App>, ApiBody(body): ApiBody) -> Result<Respo
 
 pub async fn remove(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let path = format!("/api/v1/raft/members/{id}");
-    if let Some(r) = forward::to_leader(&app, Method::DELETE, &path, Default::default()).await {
+    if let Some(r) = forward::to_leader(&app, Method::DELETE, &path, Default::default(), MEMBERSHIP_TIMEOUT).await {
         return r;
     }
     let id: u64 = id

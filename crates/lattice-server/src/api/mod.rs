@@ -1,6 +1,6 @@
 //! The REST API (axum): the router, the shared [`App`] handle, and one module per resource.
-//! All user-facing routes live under `/api/v1`; `/healthz` is for probes; `/raft/*` carries
-//! member-to-member Raft traffic.
+//! All user-facing routes live under `/api/v1`; `/healthz` is for probes and `/metrics` for
+//! Prometheus; `/raft/*` carries member-to-member Raft traffic.
 
 mod agent;
 mod allocations;
@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 mod health;
 mod members;
+mod metrics;
 mod nodes;
 mod raft;
 mod telemetry;
@@ -80,7 +81,10 @@ pub fn router(app: App) -> Router {
             get(allocations::get_one).delete(allocations::cancel),
         )
         .route("/api/v1/allocations/{id}/logs", get(allocations::logs))
-        .route("/api/v1/allocations/{id}/metrics", get(telemetry::allocation_metrics))
+        .route(
+            "/api/v1/allocations/{id}/metrics",
+            get(telemetry::allocation_metrics),
+        )
         .route("/api/v1/telemetry/nodes", get(telemetry::nodes_utilization))
         .route("/api/v1/nodes", get(nodes::list))
         .route("/api/v1/nodes/{id}", get(nodes::get_one))
@@ -94,6 +98,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/raft/members/{id}", delete(members::remove))
         .route("/api/v1/raft/snapshot", get(members::snapshot))
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(metrics::metrics))
         .layer(DefaultBodyLimit::max(max_body));
     let raft_routes = Router::new()
         .route("/raft/append", post(raft::append))
@@ -111,5 +116,7 @@ pub fn router(app: App) -> Router {
                 "method not allowed on this route",
             )
         })
+        // Last, so it wraps every route and both fallbacks and sees each matched template.
+        .layer(axum::middleware::from_fn(crate::metrics::http::track))
         .with_state(app)
 }

@@ -95,7 +95,8 @@ struct VectorElement {
 /// The points of a Prometheus `/api/v1/query` answer (an instant vector); non-finite values
 /// are left out.
 fn parse_answer(text: &str) -> Result<Vec<Point>, String> {
-    let a: QueryAnswer = serde_json::from_str(text).map_err(|e| format!("not a query answer: {e}"))?;
+    let a: QueryAnswer =
+        serde_json::from_str(text).map_err(|e| format!("not a query answer: {e}"))?;
     if a.status != "success" {
         return Err(a.error.unwrap_or_else(|| format!("status {}", a.status)));
     }
@@ -176,7 +177,12 @@ fn assemble_allocation(nodes: &[String], results: &BTreeMap<&str, Vec<Point>>) -
         .map(|node| {
             let mut gpus: BTreeMap<(String, String), GpuUse> = BTreeMap::new();
             for (key, field) in [("gpu_util", 0), ("gpu_mem_used", 1), ("gpu_mem_total", 2)] {
-                for p in results.get(key).into_iter().flatten().filter(|p| p.label("node") == node) {
+                for p in results
+                    .get(key)
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p.label("node") == node)
+                {
                     let g = gpus
                         .entry((p.label("gpu").to_string(), p.label("model").to_string()))
                         .or_insert_with(|| GpuUse {
@@ -238,8 +244,11 @@ fn not_configured() -> ApiError {
 }
 
 fn bad_gateway(tsdb: &TsdbQuery, message: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_GATEWAY, format!("TSDB at {}: {message}", tsdb.url))
-        .with_detail(json!({ "tsdb": tsdb.url }))
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        format!("TSDB at {}: {message}", tsdb.url),
+    )
+    .with_detail(json!({ "tsdb": tsdb.url }))
 }
 
 /// One instant query (POST, so that long queries fit).
@@ -266,7 +275,10 @@ async fn query(app: &App, tsdb: &TsdbQuery, promql: &str) -> Result<Vec<Point>, 
         .map_err(|e| bad_gateway(tsdb, format!("cannot read its answer: {e}")))?;
     if !status.is_success() {
         let short: String = text.trim().chars().take(300).collect();
-        return Err(bad_gateway(tsdb, format!("answered {status} to {promql:?}: {short}")));
+        return Err(bad_gateway(
+            tsdb,
+            format!("answered {status} to {promql:?}: {short}"),
+        ));
     }
     parse_answer(&text).map_err(|e| bad_gateway(tsdb, format!("query {promql:?}: {e}")))
 }
@@ -318,12 +330,19 @@ pub async fn allocation_metrics(
 
 /// `GET /api/v1/telemetry/nodes`. Without a TSDB it answers `configured: false` and no nodes
 /// (listing nodes must not fail because telemetry is off).
-pub async fn nodes_utilization(State(app): State<App>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn nodes_utilization(
+    State(app): State<App>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let Some(tsdb) = app.cfg.tsdb.clone() else {
-        return Ok(Json(json!({ "configured": false, "tsdb": null, "nodes": [] })));
+        return Ok(Json(
+            json!({ "configured": false, "tsdb": null, "nodes": [] }),
+        ));
     };
     let nodes: Vec<String> = app.state.read().state.nodes().keys().cloned().collect();
-    let queries: Vec<(&str, String)> = NODE_QUERIES.iter().map(|(k, q)| (*k, q.to_string())).collect();
+    let queries: Vec<(&str, String)> = NODE_QUERIES
+        .iter()
+        .map(|(k, q)| (*k, q.to_string()))
+        .collect();
     let results = run_all(&app, &tsdb, &queries).await?;
     Ok(Json(json!({
         "configured": true,
@@ -338,7 +357,10 @@ mod tests {
 
     fn point(labels: &[(&str, &str)], value: f64) -> Point {
         Point {
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             value,
         }
     }
@@ -374,7 +396,10 @@ mod tests {
     fn assembles_per_node_answers_with_gpus_in_index_order() {
         let mut r: BTreeMap<&str, Vec<Point>> = BTreeMap::new();
         r.insert("cpu_cores", vec![point(&[("node", "n1")], 0.98)]);
-        r.insert("memory_bytes", vec![point(&[("node", "n1")], 1e6), point(&[("node", "n2")], 2e6)]);
+        r.insert(
+            "memory_bytes",
+            vec![point(&[("node", "n1")], 1e6), point(&[("node", "n2")], 2e6)],
+        );
         r.insert(
             "gpu_util",
             vec![
@@ -382,7 +407,13 @@ mod tests {
                 point(&[("node", "n1"), ("gpu", "2"), ("model", "H100")], 0.9),
             ],
         );
-        r.insert("gpu_mem_total", vec![point(&[("node", "n1"), ("gpu", "2"), ("model", "H100")], 8e10)]);
+        r.insert(
+            "gpu_mem_total",
+            vec![point(
+                &[("node", "n1"), ("gpu", "2"), ("model", "H100")],
+                8e10,
+            )],
+        );
         let got = assemble_allocation(&["n1".into(), "n2".into(), "n3".into()], &r);
         assert_eq!(got[0].cpu_cores, Some(0.98));
         assert_eq!(got[0].memory_bytes, Some(1e6));
@@ -391,7 +422,10 @@ mod tests {
             .iter()
             .map(|g| (g.gpu.as_str(), g.utilization, g.memory_total_bytes))
             .collect();
-        assert_eq!(gpus, [("2", Some(0.9), Some(8e10)), ("10", Some(0.5), None)]);
+        assert_eq!(
+            gpus,
+            [("2", Some(0.9), Some(8e10)), ("10", Some(0.5), None)]
+        );
         assert_eq!(got[1].memory_bytes, Some(2e6));
         assert_eq!(got[1].cpu_cores, None);
         assert_eq!(

@@ -8,6 +8,7 @@ use lattice_core::Command;
 use tokio::sync::watch;
 
 use crate::api::App;
+use crate::forward;
 use crate::clock;
 
 pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
@@ -51,9 +52,13 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
         if down.is_empty() && up.is_empty() {
             continue;
         }
+        // Judge only while holding a quorum: a leader cut off from the majority stops hearing
+        // heartbeats (they go to the majority's leader) and would otherwise condemn healthy nodes.
+        if app.raft.ensure_linearizable().await.is_err() {
+            continue;
+        }
         tracing::info!(?down, ?up, "node liveness changed");
-        if let Err(e) = app
-            .propose(Command::SetNodeLiveness {
+        if let Err(e) = forward::propose_as_leader(&app, Command::SetNodeLiveness {
                 now: clock::now(),
                 down,
                 up,

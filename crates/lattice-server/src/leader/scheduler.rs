@@ -3,14 +3,14 @@
 //! with the pure `lattice_core::schedule` and commits it as ONE Raft entry. Apply re-validates
 //! every placement, so a plan can never double-book a node.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lattice_core::command::PlanOutcome;
 use lattice_core::{schedule, Command, CommandOutcome};
 use tokio::sync::watch;
 
 use crate::api::App;
-use crate::clock;
+use crate::{clock, metrics};
 
 pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
     let mut changes = app.state.subscribe();
@@ -34,21 +34,25 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
             continue;
         }
         let now = clock::now();
-        let (plan, revision) = {
+        let started = Instant::now();
+        let (plan, revision, queued) = {
             let d = app.state.read();
             let rev = d.state.revision();
             if rev == last_seen_revision && d.state.pending_ids().is_empty() {
                 continue;
             }
-            (schedule(&d.state, now), rev)
+            (schedule(&d.state, now), rev, metrics::queued_vclusters(&d.state))
         };
         last_seen_revision = revision;
         if plan.is_empty() {
+            metrics::cycle_of(&queued, started.elapsed().as_secs_f64());
             continue;
         }
         let placements = plan.placements.len();
-        match app.propose(Command::ApplyPlan { now, plan }).await {
+        match crate::forward::propose_as_leader(&app, Command::ApplyPlan { now, plan }).await {
             Ok(CommandOutcome::Plan(PlanOutcome { placed, rejected })) => {
+                metrics::cycle_of(&queued, started.elapsed().as_secs_f64());
+                metrics::placed(&app.state.read().state, &placed);
                 if !rejected.is_empty() {
                     tracing::warn!(?rejected, "plan placements refused on apply");
                 }

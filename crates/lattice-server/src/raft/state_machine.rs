@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use super::storage::{Db, DbError, SNAPSHOT};
 use super::{Entry, LogId, MemberId, StorageError, TypeConfig};
+use crate::metrics::{self, SnapshotKind};
 
 /// What the state machine holds, read and written under one lock so a snapshot is consistent.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -175,6 +176,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             data,
         };
         tokio::task::block_in_place(|| save_snapshot(&self.db, &stored)).map_err(snap_err)?;
+        metrics::snapshot(SnapshotKind::Built);
         tracing::info!(
             last_log_index = meta.last_log_id.map(|l| l.index),
             bytes = stored.data.len(),
@@ -253,6 +255,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tokio::task::block_in_place(|| save_snapshot(&self.db, &stored)).map_err(sm_err)?;
         *self.write() = data;
         self.publish();
+        metrics::snapshot(SnapshotKind::Installed);
         tracing::info!(
             last_log_index = meta.last_log_id.map(|l| l.index),
             bytes = stored.data.len(),

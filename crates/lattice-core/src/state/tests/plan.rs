@@ -184,7 +184,7 @@ fn one_plan_cannot_book_a_node_twice() {
                 nodes: vec!["n2".into()],
             },
         ],
-        reasons: vec![],
+        ..Default::default()
     };
     let out = apply_plan(&mut s, at(1), plan);
     assert_eq!(out.placed, vec![a, c]);
@@ -206,6 +206,7 @@ fn plan_reasons_only_touch_pending_allocations() {
             (pending, "resources".into(), Some("waiting".into())),
             (99, "resources".into(), None),
         ],
+        ..Default::default()
     };
     apply_plan(&mut s, at(2), plan);
     assert_eq!(s.allocations()[&running].reason, None);

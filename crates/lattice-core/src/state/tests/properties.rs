@@ -8,7 +8,10 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::scheduler::{schedule, REASON_RESOURCES, REASON_UNSATISFIABLE};
+use crate::scheduler::{
+    schedule, REASON_ARRAY_LIMIT, REASON_DEPENDENCY, REASON_HELD, REASON_PRIORITY, REASON_QUOTA,
+    REASON_RESOURCES, REASON_UNSATISFIABLE,
+};
 
 const FEATURES: [&str; 4] = ["ib", "nvme", "bigmem", "x86"];
 const MODELS: [&str; 3] = [
@@ -112,6 +115,24 @@ enum Op {
     Liveness(Vec<usize>, Vec<usize>),
     /// Re-register a node as it first registered, or (false) with an invalid ID.
     Register(usize, bool),
+    /// A submission with options: tenant (0 default, 1 t1, 2 t2, 3 unknown), array of
+    /// `count` tasks with an optional cap, dependencies on arbitrary IDs (`true`: any), held.
+    SubmitWith {
+        nodes: u32,
+        tenant: usize,
+        walltime: u64,
+        array: Option<(u32, Option<u32>)>,
+        deps: Vec<(u64, bool)>,
+        hold: bool,
+    },
+    /// Hold or release an arbitrary ID, or (true) the array it belongs to.
+    Hold(u64, bool, bool),
+    /// Requeue an arbitrary ID, or (true) the array it belongs to.
+    Requeue(u64, bool),
+    /// Cancel the array an arbitrary ID belongs to (or an unknown array).
+    CancelArray(u64),
+    /// Change a tenant's quotas (0 default, 1 t1, 2 t2, 3 unknown).
+    Quota(usize, Option<u32>, Option<u32>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -131,7 +152,45 @@ fn op() -> impl Strategy<Value = Op> {
         )
             .prop_map(|(down, up)| Op::Liveness(down, up)),
         1 => (any::<usize>(), prop::bool::weighted(0.8)).prop_map(|(n, v)| Op::Register(n, v)),
+        4 => (
+            1u32..=4,
+            0usize..4,
+            prop::sample::select(vec![10u64, 60, 600]),
+            prop::option::weighted(0.4, (1u32..=6, prop::option::of(1u32..=3))),
+            prop::collection::vec((any::<u64>(), any::<bool>()), 0..=2),
+            prop::bool::weighted(0.15),
+        )
+            .prop_map(|(nodes, tenant, walltime, array, deps, hold)| Op::SubmitWith {
+                nodes,
+                tenant,
+                walltime,
+                array,
+                deps,
+                hold,
+            }),
+        2 => (any::<u64>(), any::<bool>(), prop::bool::weighted(0.3))
+            .prop_map(|(id, hold, array)| Op::Hold(id, hold, array)),
+        1 => (any::<u64>(), prop::bool::weighted(0.3)).prop_map(|(id, array)| Op::Requeue(id, array)),
+        1 => any::<u64>().prop_map(Op::CancelArray),
+        1 => (
+            0usize..4,
+            prop::option::of(0u32..=6),
+            prop::option::of(0u32..=3),
+        )
+            .prop_map(|(t, n, r)| Op::Quota(t, n, r)),
     ]
+}
+
+const TENANTS: [&str; 4] = ["default", "t1", "t2", "nobody"];
+
+/// The array an arbitrary ID picks (any ID modulo the arrays there are; 999 if none).
+fn pick_array(s: &ClusterState, id: u64) -> AllocId {
+    let arrays: Vec<AllocId> = s.arrays().keys().copied().collect();
+    if arrays.is_empty() {
+        999
+    } else {
+        arrays[(id % arrays.len() as u64) as usize]
+    }
 }
 
 fn scenario() -> impl Strategy<Value = (Vec<NodeGen>, Vec<Op>)> {
@@ -172,6 +231,19 @@ fn setup_commands(cluster: &[NodeGen]) -> Vec<Command> {
         down,
         up: vec![],
     });
+    for (name, share, max_nodes, max_running) in [("t1", 3, Some(4), None), ("t2", 1, None, Some(2))] {
+        cmds.push(Command::PutTenant {
+            now: at(0),
+            name: name.into(),
+            change: crate::tenant::TenantChange {
+                share: Some(share),
+                max_nodes: Some(max_nodes),
+                max_running: Some(max_running),
+                sensitive: None,
+            },
+            create: true,
+        });
+    }
     cmds
 }
 
@@ -267,11 +339,91 @@ fn resolve(s: &ClusterState, setup: &[Command], op: &Op, now: Timestamp) -> Comm
                 registration: NodeRegistration { id, ..registration },
             }
         }
+        Op::SubmitWith {
+            nodes,
+            tenant,
+            walltime,
+            array,
+            deps,
+            hold,
+        } => {
+            let next = s.next_allocation_id();
+            let depends_on = deps
+                .iter()
+                .map(|&(id, any)| crate::dependency::DependencyRef {
+                    // Mostly existing IDs, sometimes the next one (refused).
+                    job: crate::dependency::JobRef::Id(1 + id % next),
+                    kind: if any {
+                        crate::dependency::DepKind::Any
+                    } else {
+                        crate::dependency::DepKind::Success
+                    },
+                })
+                .collect();
+            Command::Submit {
+                now,
+                spec: AllocationSpec {
+                    tenant: TENANTS[*tenant].into(),
+                    walltime_seconds: *walltime,
+                    ..spec(*nodes)
+                },
+                options: crate::submit::SubmitOptions {
+                    array: array.map(|(count, cap)| crate::array::ArraySpec {
+                        indices: (0..count).collect(),
+                        max_running: cap,
+                        text: format!("0-{}", count - 1),
+                    }),
+                    depends_on,
+                    hold: *hold,
+                    create_tenant: false,
+                },
+            }
+        }
+        Op::Hold(id, hold, array) => Command::SetHold {
+            now,
+            target: if *array {
+                crate::command::Target::Array(pick_array(s, *id))
+            } else {
+                crate::command::Target::Allocation(id % (s.next_allocation_id() + 1))
+            },
+            hold: *hold,
+            by: "prop".into(),
+        },
+        Op::Requeue(id, array) => Command::Requeue {
+            now,
+            target: if *array {
+                crate::command::Target::Array(pick_array(s, *id))
+            } else {
+                crate::command::Target::Allocation(id % (s.next_allocation_id() + 1))
+            },
+            by: "prop".into(),
+        },
+        Op::CancelArray(id) => Command::CancelArray {
+            now,
+            array_id: pick_array(s, *id),
+            by: "prop".into(),
+        },
+        Op::Quota(t, max_nodes, max_running) => Command::PutTenant {
+            now,
+            name: TENANTS[*t].into(),
+            change: crate::tenant::TenantChange {
+                max_nodes: Some(*max_nodes),
+                max_running: Some(*max_running),
+                ..Default::default()
+            },
+            create: false,
+        },
     }
 }
 
 /// Checks a scheduling cycle: `plan` was computed from `before` and applied to give `after`.
-fn check_cycle(before: &ClusterState, plan: &Plan, outcome: &PlanOutcome, after: &ClusterState) {
+fn check_cycle(
+    before: &ClusterState,
+    plan: &Plan,
+    outcome: &PlanOutcome,
+    after: &ClusterState,
+    now: Timestamp,
+) {
     // Every placement is sound against the state the plan was computed from...
     let mut used = BTreeSet::new();
     for p in &plan.placements {
@@ -305,10 +457,23 @@ fn check_cycle(before: &ClusterState, plan: &Plan, outcome: &PlanOutcome, after:
             assert_eq!(after.nodes()[nid].allocations, BTreeSet::from([a.id]));
         }
     }
-    // Every allocation still pending has a reason, and the right one; none of them could have
-    // been placed on what is left free.
+    // No placement pushed a tenant over a quota or an array over its cap.
+    let placed_tenants: BTreeSet<&str> = plan
+        .placements
+        .iter()
+        .map(|p| after.allocations()[&p.allocation].tenant.as_str())
+        .collect();
+    for t in placed_tenants {
+        let load = after.tenant_load(t);
+        let tenant = after.tenant(t).unwrap();
+        assert!(tenant.max_nodes.is_none_or(|m| load.nodes <= u64::from(m)), "{t}: {load:?}");
+        assert!(tenant.max_running.is_none_or(|m| load.running <= u64::from(m)));
+    }
+    // Every allocation still pending has a reason, and the right one; one that would fit on
+    // what is left free waits only for a policy reason.
     for id in after.pending_ids() {
         let a = &after.allocations()[id];
+        let need = a.nodes as usize;
         let exist = after
             .nodes()
             .values()
@@ -319,17 +484,38 @@ fn check_cycle(before: &ClusterState, plan: &Plan, outcome: &PlanOutcome, after:
             .values()
             .filter(|n| n.is_free() && n.satisfies(&a.constraints))
             .count();
-        let want = if exist < a.nodes as usize {
-            REASON_UNSATISFIABLE
-        } else {
-            REASON_RESOURCES
-        };
-        assert_eq!(a.reason.as_deref(), Some(want), "allocation {id}");
+        let reason = a.reason.as_deref().unwrap_or_else(|| panic!("{id} has no reason"));
         assert!(a.reason_detail.is_some());
-        assert!(free < a.nodes as usize, "{id} fits on {free} free nodes");
+        match reason {
+            REASON_HELD => assert!(a.held, "{id}"),
+            REASON_DEPENDENCY => assert!(after.unmet_dependency(a).is_some(), "{id}"),
+            REASON_UNSATISFIABLE => assert!(exist < need, "{id}"),
+            REASON_QUOTA => {
+                let t = after.tenant(&a.tenant).unwrap();
+                let load = after.tenant_load(&a.tenant);
+                assert!(crate::tenant::quota_exceeded(t, load, a.nodes).is_some(), "{id}");
+            }
+            REASON_ARRAY_LIMIT => {
+                let array = a.array_id.unwrap();
+                let cap = after.array(array).unwrap().max_running.unwrap();
+                let running = after.array_tally(array)[AllocState::Running as usize];
+                assert!(running >= cap, "{id}");
+            }
+            REASON_RESOURCES => {
+                assert!(exist >= need && free < need, "{id} fits on {free} free nodes")
+            }
+            REASON_PRIORITY => assert!(exist >= need, "{id}"),
+            other => panic!("{id}: unexpected reason {other}"),
+        }
+        if !a.held && after.unmet_dependency(a).is_none() {
+            assert!(
+                free < need || reason != REASON_RESOURCES,
+                "{id} fits on {free} free nodes"
+            );
+        }
     }
-    // Nothing changed since, so the next cycle has nothing to do.
-    let again = schedule(after, Timestamp(u64::MAX));
+    // Nothing changed since, so the next cycle at the same time has nothing to do.
+    let again = schedule(after, now);
     assert!(again.is_empty(), "second cycle: {again:?}");
 }
 
@@ -339,7 +525,7 @@ fn is_no_op(cmd: &Command, out: &CommandOutcome) -> bool {
         (_, CommandOutcome::Reports { applied: 0, .. }) => true,
         (_, CommandOutcome::Liveness { changed: 0 }) => true,
         (Command::ApplyPlan { plan, .. }, CommandOutcome::Plan(p)) => {
-            p.placed.is_empty() && plan.reasons.is_empty()
+            p.placed.is_empty() && plan.reasons.is_empty() && plan.estimates.is_empty()
         }
         _ => false,
     }
@@ -368,7 +554,7 @@ fn run(cluster: &[NodeGen], ops: &[Op]) -> (ClusterState, Vec<Command>, Vec<Comm
             Ok(_) => {}
         }
         if let (Command::ApplyPlan { plan, .. }, Ok(CommandOutcome::Plan(out))) = (&cmd, &res) {
-            check_cycle(&before, plan, out, &s);
+            check_cycle(&before, plan, out, &s, now);
         }
         if let (Command::CancelAllocation { id, .. }, Ok(_)) = (&cmd, &res) {
             let a = &s.allocations()[id];
