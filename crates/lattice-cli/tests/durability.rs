@@ -29,9 +29,18 @@ fn restart_keeps_allocations_and_the_id_counter() {
     // Let the scheduler settle (it records why each job waits) so nothing moves under us.
     let before = wait_for(30, "every job to have a pending reason", || {
         let v = get(&format!("{api}/api/v1/allocations"));
-        v["allocations"].as_array()?.iter().all(|a| a["reason"] == "unsatisfiable").then_some(v)
+        v["allocations"]
+            .as_array()?
+            .iter()
+            .all(|a| a["reason"] == "unsatisfiable")
+            .then_some(v)
     });
-    wait_for(10, "a snapshot to be built", || server.output_text().contains("built snapshot").then_some(()));
+    wait_for(10, "a snapshot to be built", || {
+        server
+            .output_text()
+            .contains("built snapshot")
+            .then_some(())
+    });
     server.kill9();
 
     let addr = api.trim_start_matches("http://");

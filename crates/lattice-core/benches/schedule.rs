@@ -184,23 +184,49 @@ fn main() {
     let only: Option<String> = std::env::args().find(|a| a.contains('x'));
     let rounds = if quick { 3 } else { 11 };
     println!("one scheduling cycle (schedule(state, now)), {rounds} rounds each");
-    for (nodes, pending) in [(1_000, 10_000), (1_000, 100_000), (10_000, 10_000), (10_000, 100_000)] {
-        if only.as_ref().is_some_and(|o| *o != format!("{nodes}x{pending}")) {
+    for (nodes, pending) in [
+        (1_000, 10_000),
+        (1_000, 100_000),
+        (10_000, 10_000),
+        (10_000, 100_000),
+    ] {
+        if only
+            .as_ref()
+            .is_some_and(|o| *o != format!("{nodes}x{pending}"))
+        {
             continue;
         }
         let build_start = Instant::now();
         let busy = build(nodes, pending, 0.9);
         let built = build_start.elapsed();
-        measure(&format!("{nodes} nodes x {pending} pending, 90% busy"), &busy, rounds);
+        measure(
+            &format!("{nodes} nodes x {pending} pending, 90% busy"),
+            &busy,
+            rounds,
+        );
         // The same queue after a cycle was committed: the steady state (reasons and
         // estimates already written, so the plan only holds what changed).
         let mut steady = busy.clone();
         let plan = schedule(&steady, at(3600));
-        apply(&mut steady, Command::ApplyPlan { now: at(3600), plan });
-        measure(&format!("{nodes} nodes x {pending} pending, steady"), &steady, rounds);
+        apply(
+            &mut steady,
+            Command::ApplyPlan {
+                now: at(3600),
+                plan,
+            },
+        );
+        measure(
+            &format!("{nodes} nodes x {pending} pending, steady"),
+            &steady,
+            rounds,
+        );
         drop(busy);
         let idle = build(nodes, pending, 0.0);
-        measure(&format!("{nodes} nodes x {pending} pending, idle"), &idle, rounds);
+        measure(
+            &format!("{nodes} nodes x {pending} pending, idle"),
+            &idle,
+            rounds,
+        );
         eprintln!("  (built in {:.1} s)", built.as_secs_f64());
     }
 }

@@ -52,12 +52,10 @@ impl JobRef {
                 Ok(id) if id > 0 => Ok(JobRef::Id(id)),
                 _ => Err(bad()),
             },
-            Some((a, i)) if digits(a) && digits(i) => {
-                match (a.parse::<u64>(), i.parse::<u32>()) {
-                    (Ok(array), Ok(index)) if array > 0 => Ok(JobRef::Task { array, index }),
-                    _ => Err(bad()),
-                }
-            }
+            Some((a, i)) if digits(a) && digits(i) => match (a.parse::<u64>(), i.parse::<u32>()) {
+                (Ok(array), Ok(index)) if array > 0 => Ok(JobRef::Task { array, index }),
+                _ => Err(bad()),
+            },
             _ => Err(bad()),
         }
     }
@@ -127,9 +125,8 @@ pub fn parse_dependencies(text: &str) -> Result<Vec<DependencyRef>, String> {
         let mut words = item.split(':');
         let first = words.next().unwrap_or_default();
         if first.starts_with("after") {
-            let kind = kind_of(first).ok_or_else(|| {
-                format!("{first:?} is not supported (use afterok or afterany)")
-            })?;
+            let kind = kind_of(first)
+                .ok_or_else(|| format!("{first:?} is not supported (use afterok or afterany)"))?;
             let mut any = false;
             for w in words {
                 // Slurm allows `afterok:41+5` (a delay); Lattice does not.
@@ -146,9 +143,8 @@ pub fn parse_dependencies(text: &str) -> Result<Vec<DependencyRef>, String> {
             let job = JobRef::parse(first)?;
             let kind = match (words.next(), words.next()) {
                 (None, _) => DepKind::Success,
-                (Some(k), None) => kind_of(k).ok_or_else(|| {
-                    format!("{k:?} is not a dependency type (success or any)")
-                })?,
+                (Some(k), None) => kind_of(k)
+                    .ok_or_else(|| format!("{k:?} is not a dependency type (success or any)"))?,
                 _ => return Err(format!("{item:?}: expected ID:success or ID:any")),
             };
             out.push(DependencyRef { job, kind });
@@ -174,7 +170,9 @@ mod tests {
                 index: 7
             })
         );
-        for bad in ["", "0", "x", "-3", "42_", "_7", "4_2_1", "0_1", "42_x", "1.5"] {
+        for bad in [
+            "", "0", "x", "-3", "42_", "_7", "4_2_1", "0_1", "42_x", "1.5",
+        ] {
             assert!(JobRef::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(JobRef::parse("42_7").unwrap().to_string(), "42_7");

@@ -32,10 +32,9 @@ impl Usage {
 
 /// round(2^32 * 2^(-2^-i)) for i = 1..=24.
 const HALVES: [u64; 24] = [
-    3037000500, 3611622603, 3938502376, 4112874773, 4202935003, 4248701965, 4271771996,
-    4283353945, 4289156690, 4292061010, 4293513907, 4294240540, 4294603903, 4294785595,
-    4294876445, 4294921870, 4294944583, 4294955939, 4294961618, 4294964457, 4294965876,
-    4294966586, 4294966941, 4294967119,
+    3037000500, 3611622603, 3938502376, 4112874773, 4202935003, 4248701965, 4271771996, 4283353945,
+    4289156690, 4292061010, 4293513907, 4294240540, 4294603903, 4294785595, 4294876445, 4294921870,
+    4294944583, 4294955939, 4294961618, 4294964457, 4294965876, 4294966586, 4294966941, 4294967119,
 ];
 
 /// `value * 2^(-elapsed / half_life)`, in integers. A zero half-life means no decay.
@@ -87,12 +86,24 @@ mod tests {
     fn add_decays_then_adds() {
         let mut u = Usage::default();
         u.add(Timestamp(1000), 500, 1000);
-        assert_eq!(u, Usage { node_ms: 500, as_of: Timestamp(1000) });
+        assert_eq!(
+            u,
+            Usage {
+                node_ms: 500,
+                as_of: Timestamp(1000)
+            }
+        );
         u.add(Timestamp(2000), 100, 1000);
         assert_eq!(u.node_ms, 350);
         assert_eq!(u.at(Timestamp(3000), 1000), 175);
         // A command stamped before the record (another leader's clock) decays nothing.
         u.add(Timestamp(1500), 10, 1000);
-        assert_eq!(u, Usage { node_ms: 360, as_of: Timestamp(2000) });
+        assert_eq!(
+            u,
+            Usage {
+                node_ms: 360,
+                as_of: Timestamp(2000)
+            }
+        );
     }
 }

@@ -122,9 +122,7 @@ impl SubmitRequest {
             .map(|a| parse_array(&a).map_err(|e| Rejection::invalid("array", e)))
             .transpose()?;
         let depends_on = match self.depends_on.take() {
-            Some(d) => {
-                parse_dependencies(&d).map_err(|e| Rejection::invalid("depends_on", e))?
-            }
+            Some(d) => parse_dependencies(&d).map_err(|e| Rejection::invalid("depends_on", e))?,
             None => Vec::new(),
         };
         let options = SubmitOptions {

@@ -154,13 +154,14 @@ impl TenantLoad {
 
 /// Which quota, if any, starting `nodes` more nodes (one more allocation) would break.
 pub fn quota_exceeded(t: &Tenant, load: TenantLoad, nodes: u32) -> Option<&'static str> {
-    if t
-        .max_nodes
+    if t.max_nodes
         .is_some_and(|m| load.nodes + u64::from(nodes) > u64::from(m))
     {
         return Some("max_nodes");
     }
-    if t.max_running.is_some_and(|m| load.running + 1 > u64::from(m)) {
+    if t.max_running
+        .is_some_and(|m| load.running + 1 > u64::from(m))
+    {
         return Some("max_running");
     }
     None

@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use crate::api::error::ApiError;
 use crate::api::App;
-use crate::raft::network::SECRET_HEADER;
 use crate::metrics;
+use crate::raft::network::SECRET_HEADER;
 use crate::raft::{MemberId, TypeConfig};
 
 /// How long a read may wait for this member to catch up with the leader's read index.
@@ -49,7 +49,9 @@ pub fn leader(app: &App) -> Leader {
 }
 
 fn no_leader() -> ApiError {
-    ApiError::unavailable("no Raft leader is known (election in progress or no quorum); retry shortly")
+    ApiError::unavailable(
+        "no Raft leader is known (election in progress or no quorum); retry shortly",
+    )
 }
 
 /// Proposes `cmd` on the leader (this member or another) and returns the applied result.
@@ -60,22 +62,20 @@ fn no_leader() -> ApiError {
 pub async fn propose(app: &App, cmd: Command) -> Result<CommandOutcome, ApiError> {
     match write_here(app, cmd.clone()).await {
         Ok(resp) => resp.data.map_err(ApiError::from),
-        Err(WriteError::Raft(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-            match f.leader_node {
-                Some(node) => {
-                    let res: Result<CommandResult, String> =
-                        leader_rpc(app, &node.addr, "propose", &cmd).await?;
-                    match res {
-                        Ok(r) => r.map_err(ApiError::from),
-                        Err(e) => Err(ApiError::unavailable(format!(
-                            "the leader could not commit: {e}"
-                        ))),
-                    }
+        Err(e) => match e.forward_to() {
+            Some(Some(node)) => {
+                let res: Result<CommandResult, String> =
+                    leader_rpc(app, &node.addr, "propose", &cmd).await?;
+                match res {
+                    Ok(r) => r.map_err(ApiError::from),
+                    Err(e) => Err(ApiError::unavailable(format!(
+                        "the leader could not commit: {e}"
+                    ))),
                 }
-                None => Err(no_leader()),
             }
-        }
-        Err(e) => Err(e.into()),
+            Some(None) => Err(no_leader()),
+            None => Err(e.into()),
+        },
     }
 }
 
@@ -85,28 +85,45 @@ pub async fn propose(app: &App, cmd: Command) -> Result<CommandOutcome, ApiError
 pub async fn propose_as_leader(app: &App, cmd: Command) -> Result<CommandOutcome, ApiError> {
     match write_here(app, cmd).await {
         Ok(resp) => resp.data.map_err(ApiError::from),
-        Err(WriteError::Raft(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(
-            ApiError::unavailable("dropped: this member is no longer the leader"),
-        ),
+        Err(e) if e.forward_to().is_some() => Err(ApiError::unavailable(
+            "dropped: this member is no longer the leader",
+        )),
         Err(e) => Err(e.into()),
     }
 }
 
 /// Why a local proposal failed.
 pub enum WriteError {
-    Raft(RaftError<MemberId, ClientWriteError<MemberId, BasicNode>>),
+    Raft(Box<RaftError<MemberId, ClientWriteError<MemberId, BasicNode>>>),
     /// Not committed within the write deadline (no quorum reachable?).
     Timeout(Duration),
+}
+
+impl WriteError {
+    /// `Some(leader)` when the write must go to the leader (`Some(None)`: none is known).
+    fn forward_to(&self) -> Option<Option<BasicNode>> {
+        match self {
+            WriteError::Raft(e) => match e.as_ref() {
+                RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                    Some(f.leader_node.clone())
+                }
+                _ => None,
+            },
+            WriteError::Timeout(_) => None,
+        }
+    }
 }
 
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         match e {
-            WriteError::Raft(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => no_leader(),
-            WriteError::Raft(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                ApiError::new(StatusCode::CONFLICT, e.to_string())
-            }
-            WriteError::Raft(RaftError::Fatal(f)) => ApiError::unavailable(format!("Raft stopped: {f}")),
+            WriteError::Raft(e) => match *e {
+                RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => no_leader(),
+                RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                    ApiError::new(StatusCode::CONFLICT, e.to_string())
+                }
+                RaftError::Fatal(f) => ApiError::unavailable(format!("Raft stopped: {f}")),
+            },
             WriteError::Timeout(d) => ApiError::unavailable(format!(
                 "the write was not committed within {}s (this member may have lost its quorum); its outcome is unknown",
                 d.as_secs()
@@ -134,7 +151,7 @@ async fn write_here(
     let deadline = Duration::from_secs(app.cfg.write_timeout_seconds);
     match tokio::time::timeout(deadline, app.raft.client_write(cmd)).await {
         Err(_) => Err(WriteError::Timeout(deadline)),
-        Ok(Err(e)) => Err(WriteError::Raft(e)),
+        Ok(Err(e)) => Err(WriteError::Raft(Box::new(e))),
         Ok(Ok(resp)) => {
             metrics::commit_latency(started.elapsed().as_secs_f64());
             Ok(resp)
@@ -159,21 +176,32 @@ pub async fn linearize(app: &App, stale: bool) -> Result<(), ApiError> {
         Ok(_) => return Ok(()),
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => match f.leader_node {
             Some(node) => {
-                let r: Result<Option<u64>, String> = leader_rpc(app, &node.addr, "read_index", &()).await?;
-                r.map_err(|e| ApiError::unavailable(format!("leader could not confirm a read index: {e}")))?
+                let r: Result<Option<u64>, String> =
+                    leader_rpc(app, &node.addr, "read_index", &()).await?;
+                r.map_err(|e| {
+                    ApiError::unavailable(format!("leader could not confirm a read index: {e}"))
+                })?
             }
             None => return Err(no_leader()),
         },
         Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-            return Err(ApiError::unavailable(format!("leader lost its quorum: {e}")))
+            return Err(ApiError::unavailable(format!(
+                "leader lost its quorum: {e}"
+            )))
         }
-        Err(RaftError::Fatal(f)) => return Err(ApiError::unavailable(format!("Raft stopped: {f}"))),
+        Err(RaftError::Fatal(f)) => {
+            return Err(ApiError::unavailable(format!("Raft stopped: {f}")))
+        }
     };
     app.raft
         .wait(Some(READ_CATCH_UP))
         .applied_index_at_least(index, "linearizable read")
         .await
-        .map_err(|e| ApiError::unavailable(format!("this member could not catch up with the leader: {e}")))?;
+        .map_err(|e| {
+            ApiError::unavailable(format!(
+                "this member could not catch up with the leader: {e}"
+            ))
+        })?;
     Ok(())
 }
 
@@ -206,7 +234,9 @@ async fn leader_rpc<Req: Serialize, Resp: DeserializeOwned>(
     if !resp.status().is_success() {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        return Err(ApiError::unavailable(format!("leader at {addr} answered {status}: {text}")));
+        return Err(ApiError::unavailable(format!(
+            "leader at {addr} answered {status}: {text}"
+        )));
     }
     let bytes = resp
         .bytes()
@@ -228,7 +258,8 @@ pub async fn to_leader(
         Leader::Unknown => return Some(Err(no_leader())),
         Leader::Other { url, .. } => url,
     };
-    let method = reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
+    let method =
+        reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
     let res = app
         .http
         .request(method, format!("{url}{path_and_query}"))
@@ -238,12 +269,17 @@ pub async fn to_leader(
         .send()
         .await;
     Some(match res {
-        Err(e) => Err(ApiError::unavailable(format!("cannot reach the leader at {url}: {e}"))),
+        Err(e) => Err(ApiError::unavailable(format!(
+            "cannot reach the leader at {url}: {e}"
+        ))),
         Ok(r) => {
-            let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let status =
+                StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             match r.bytes().await {
                 Ok(b) => Ok((status, [("content-type", "application/json")], b).into_response()),
-                Err(e) => Err(ApiError::unavailable(format!("reading the leader's answer: {e}"))),
+                Err(e) => Err(ApiError::unavailable(format!(
+                    "reading the leader's answer: {e}"
+                ))),
             }
         }
     })

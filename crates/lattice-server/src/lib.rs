@@ -61,7 +61,14 @@ pub async fn start(
         } else {
             cfg.peers
                 .iter()
-                .map(|(id, u)| (*id, BasicNode { addr: u.trim_end_matches('/').to_string() }))
+                .map(|(id, u)| {
+                    (
+                        *id,
+                        BasicNode {
+                            addr: u.trim_end_matches('/').to_string(),
+                        },
+                    )
+                })
                 .collect()
         };
         let ids: Vec<u64> = members.keys().copied().collect();
@@ -143,7 +150,9 @@ async fn join_cluster(app: api::App, target: String, url: String) {
                 let text = r.text().await.unwrap_or_default();
                 tracing::warn!(%target, %status, %text, "join refused; retrying");
             }
-            Err(e) => tracing::warn!(%target, error = %e, "cannot reach the member to join; retrying"),
+            Err(e) => {
+                tracing::warn!(%target, error = %e, "cannot reach the member to join; retrying")
+            }
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(std::time::Duration::from_secs(5));

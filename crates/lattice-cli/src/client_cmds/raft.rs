@@ -73,7 +73,13 @@ fn status_table(v: &Value) -> String {
         } else {
             "learner"
         };
-        let show = |x: &Value| if x.is_null() { "-".to_string() } else { x.to_string() };
+        let show = |x: &Value| {
+            if x.is_null() {
+                "-".to_string()
+            } else {
+                x.to_string()
+            }
+        };
         t.row(vec![
             m["id"].to_string(),
             m["url"].as_str().unwrap_or("").to_string(),
@@ -92,7 +98,10 @@ pub async fn run(args: RaftArgs, endpoint: &str) -> Result<(), CmdError> {
         RaftCmd::Status { output } => {
             let v = client.raft_status().await?;
             if output == "json" {
-                out(&format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()))
+                out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&v).unwrap_or_default()
+                ))
             } else {
                 out(&status_table(&v))
             }
@@ -111,7 +120,11 @@ pub async fn run(args: RaftArgs, endpoint: &str) -> Result<(), CmdError> {
             let bytes = client.raft_snapshot().await?;
             std::fs::write(&file, &bytes)
                 .map_err(|e| CmdError::Io(format!("cannot write {}: {e}", file.display())))?;
-            out(&format!("Saved {} bytes to {}\n", bytes.len(), file.display()))
+            out(&format!(
+                "Saved {} bytes to {}\n",
+                bytes.len(),
+                file.display()
+            ))
         }
     }
 }

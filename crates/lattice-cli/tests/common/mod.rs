@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod prometheus;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_lattice");
 
 /// A running `lattice` process. Dropping it stops it (SIGTERM, then SIGKILL).

@@ -28,7 +28,12 @@ pub struct Reservation {
 
 /// The earliest time `need` of `nodes` are free given `avail` (see `Cycle::avail`), and how
 /// many are free by then; `None` if they never are.
-pub fn shadow(avail: &[u64], nodes: &[u32], need: usize, scratch: &mut Vec<u64>) -> Option<(u64, usize)> {
+pub fn shadow(
+    avail: &[u64],
+    nodes: &[u32],
+    need: usize,
+    scratch: &mut Vec<u64>,
+) -> Option<(u64, usize)> {
     if need == 0 || nodes.len() < need {
         return None;
     }
@@ -85,7 +90,11 @@ mod tests {
         assert_eq!(shadow(&avail, &all, 1, &mut s), Some((0, 1)));
         assert_eq!(shadow(&avail, &all, 3, &mut s), Some((100, 3)));
         assert_eq!(shadow(&avail, &all, 5, &mut s), Some((900, 5)));
-        assert_eq!(shadow(&avail, &all, 6, &mut s), None, "one node never frees");
+        assert_eq!(
+            shadow(&avail, &all, 6, &mut s),
+            None,
+            "one node never frees"
+        );
         assert_eq!(shadow(&avail, &[0, 1], 3, &mut s), None);
     }
 

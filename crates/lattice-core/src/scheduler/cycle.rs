@@ -3,12 +3,54 @@
 //! loads and array counts including this cycle's placements (quotas and caps are global).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::allocation::{AllocId, AllocState, Allocation};
 use crate::node::Node;
 use crate::state::ClusterState;
-use crate::tenant::TenantLoad;
+use crate::tenant::{Tenant, TenantLoad};
 use crate::time::Timestamp;
+
+/// A fast, non-cryptographic hasher (the Fx hash of rustc) for the scheduler's per-cycle
+/// maps keyed by tenant names, constraint sets and small integers. The maps live for one
+/// cycle and their keys are validated names and IDs, so hash flooding is not a concern.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap_or_default()));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// A node that will not take work again (drained, draining or down).
 pub const NEVER: u64 = u64::MAX;
@@ -30,10 +72,13 @@ pub struct Cycle<'a> {
     /// (start + walltime) of what occupies it, the end of work still stopping there, or
     /// [`NEVER`]. Times are not clamped to `now`, so they do not drift with the clock.
     pub avail: Vec<u64>,
+    /// Every tenant, and its index in `tenants` and `loads`.
+    pub tenants: Vec<&'a Tenant>,
+    tenant_index: FastMap<&'a str, u32>,
     /// Tenant loads, including this cycle's placements.
-    pub loads: HashMap<&'a str, TenantLoad>,
+    pub loads: Vec<TenantLoad>,
     /// Running elements per array, including this cycle's placements.
-    pub array_running: HashMap<AllocId, u32>,
+    pub array_running: FastMap<AllocId, u32>,
 }
 
 impl<'a> Cycle<'a> {
@@ -53,6 +98,13 @@ impl<'a> Cycle<'a> {
             })
             .collect();
         let avail = nodes.iter().map(|n| expected_free(state, n)).collect();
+        let tenants: Vec<&Tenant> = state.tenants().values().collect();
+        let tenant_index = tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.as_str(), i as u32))
+            .collect();
+        let loads = tenants.iter().map(|t| state.tenant_load(&t.name)).collect();
         Cycle {
             state,
             now,
@@ -60,9 +112,16 @@ impl<'a> Cycle<'a> {
             nodes,
             group,
             avail,
-            loads: HashMap::new(),
-            array_running: HashMap::new(),
+            tenants,
+            tenant_index,
+            loads,
+            array_running: FastMap::default(),
         }
+    }
+
+    /// The index of a tenant in `tenants` and `loads`.
+    pub fn tenant_of(&self, name: &str) -> Option<u32> {
+        self.tenant_index.get(name).copied()
     }
 
     /// Whether node `i` can take work now.
@@ -75,14 +134,6 @@ impl<'a> Cycle<'a> {
         self.avail[i] != NEVER
     }
 
-    pub fn load(&mut self, tenant: &'a str) -> TenantLoad {
-        let state = self.state;
-        *self
-            .loads
-            .entry(tenant)
-            .or_insert_with(|| state.tenant_load(tenant))
-    }
-
     pub fn array_running(&mut self, array: AllocId) -> u32 {
         let state = self.state;
         *self
@@ -93,18 +144,16 @@ impl<'a> Cycle<'a> {
 
     /// Records a placement of this cycle.
     pub fn place(&mut self, a: &'a Allocation, nodes: &[u32]) {
-        let end = self
-            .now
-            .plus_secs(a.walltime_seconds)
-            .as_millis();
+        let end = self.now.plus_secs(a.walltime_seconds).as_millis();
         for &i in nodes {
             self.taken[i as usize] = true;
             self.avail[i as usize] = end;
         }
-        let mut load = self.load(&a.tenant);
-        load.nodes += u64::from(a.nodes);
-        load.running += 1;
-        self.loads.insert(&a.tenant, load);
+        if let Some(t) = self.tenant_of(&a.tenant) {
+            let load = &mut self.loads[t as usize];
+            load.nodes += u64::from(a.nodes);
+            load.running += 1;
+        }
         if let Some(array) = a.array_id {
             let r = self.array_running(array) + 1;
             self.array_running.insert(array, r);

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use crate::allocation::Constraints;
-use crate::scheduler::cycle::Cycle;
+use crate::scheduler::cycle::{Cycle, FastMap};
 
 /// Which buckets a pick may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +79,7 @@ const NONE: u32 = u32::MAX;
 pub struct Feasibility<'c> {
     /// The vCluster's nodes (indices into the cycle's node table), in ID order.
     members: Vec<u32>,
-    ids: HashMap<&'c Constraints, usize>,
+    ids: FastMap<&'c Constraints, usize>,
     /// The ID of the empty constraint set, once seen.
     plain: Option<usize>,
     sets: Vec<Candidates<'c>>,
@@ -94,7 +94,7 @@ impl<'c> Feasibility<'c> {
     pub fn new(members: Vec<u32>) -> Self {
         Feasibility {
             members,
-            ids: HashMap::new(),
+            ids: FastMap::default(),
             plain: None,
             sets: Vec::new(),
             reserved: None,
@@ -225,7 +225,10 @@ impl<'c> Feasibility<'c> {
             if !cx.is_free(i as usize) || !n.satisfies(c) {
                 continue;
             }
-            let key = (cx.group[i as usize], reserved.is_some_and(|r| n.satisfies(r)));
+            let key = (
+                cx.group[i as usize],
+                reserved.is_some_and(|r| n.satisfies(r)),
+            );
             let b = match buckets.binary_search_by_key(&key, |b| b.key) {
                 Ok(b) => b,
                 Err(at) => {
@@ -289,10 +292,7 @@ impl<'c> Feasibility<'c> {
     /// How many picked nodes match the reservation's constraints.
     pub fn reserved_count(&self, id: usize, picks: &Picks) -> usize {
         let set = &self.sets[id];
-        picks
-            .iter()
-            .filter(|(b, _)| set.buckets[*b].key.1)
-            .count()
+        picks.iter().filter(|(b, _)| set.buckets[*b].key.1).count()
     }
 
     /// Takes picked nodes out of every set's buckets (the cycle marks them taken for all).
@@ -324,11 +324,7 @@ fn fit(
     if need == 0 {
         return true;
     }
-    let sum: usize = buckets
-        .iter()
-        .filter(|b| allowed(b))
-        .map(|b| b.count)
-        .sum();
+    let sum: usize = buckets.iter().filter(|b| allowed(b)).map(|b| b.count).sum();
     if sum < need {
         return false;
     }

@@ -10,15 +10,14 @@
 //!
 //! Quota-, cap-, dependency- and hold-blocked allocations never block others.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
 
 use crate::allocation::{AllocId, Allocation};
 use crate::scheduler::backfill::{ceil_second, estimate, shadow, Reservation, ESTIMATE_DEPTH};
-use crate::scheduler::cycle::Cycle;
+use crate::scheduler::cycle::{Cycle, FastMap};
 use crate::scheduler::feasibility::{Feasibility, Picks, Use};
-use crate::scheduler::order::tie_break;
 use crate::scheduler::reasons::{Reasons, Why};
-use crate::scheduler::score::{score, FairShare};
+use crate::scheduler::score::{score, FairShare, NEUTRAL};
 use crate::scheduler::{Placement, Plan, VClusterTrace};
 use crate::tenant::quota_exceeded;
 use crate::vcluster::{Policy, VCluster};
@@ -26,11 +25,17 @@ use crate::vcluster::{Policy, VCluster};
 /// Estimated starts move in the plan only when they change by more than this.
 pub const ESTIMATE_SLACK_MS: u64 = 5_000;
 
+/// The queue order: score (descending; the bits of a non-negative float order like the
+/// float), then the tie-break of `order.rs` (priority descending, oldest, lowest ID).
+type SortKey = (Reverse<u64>, Reverse<u8>, u64, AllocId);
+
 struct Entry<'a> {
+    key: SortKey,
     a: &'a Allocation,
     /// Interned constraint set.
     cid: usize,
-    score: f64,
+    /// Index of its tenant in the cycle's tenant table.
+    tenant: Option<u32>,
 }
 
 pub fn run<'a>(
@@ -45,8 +50,18 @@ pub fn run<'a>(
         .map(|i| i as u32)
         .collect();
     let mut feas = Feasibility::new(members);
-    let fairshare = FairShare::new(cx.state, vc, cx.now, &pending);
     let groups = feas.has_groups(cx);
+    // Fair-share terms per tenant index, for the tenants with pending work here.
+    let tenant_of: Vec<Option<u32>> = pending.iter().map(|a| cx.tenant_of(&a.tenant)).collect();
+    let mut active = vec![false; cx.tenants.len()];
+    for t in tenant_of.iter().flatten() {
+        active[*t as usize] = true;
+    }
+    let names = (0..active.len())
+        .filter(|&t| active[t])
+        .map(|t| cx.tenants[t].name.as_str());
+    let fairshare = FairShare::for_tenants(cx.state, vc, cx.now, names);
+    let terms: Vec<f64> = cx.tenants.iter().map(|t| fairshare.term(&t.name)).collect();
     let mut trace = VClusterTrace {
         vcluster: vc.name.clone(),
         head: None,
@@ -54,7 +69,7 @@ pub fn run<'a>(
     };
 
     let mut queue: Vec<Entry<'a>> = Vec::with_capacity(pending.len());
-    for &a in &pending {
+    for (&a, &tenant) in pending.iter().zip(&tenant_of) {
         if a.held {
             reasons.note(a, Why::Held, plan);
             continue;
@@ -74,16 +89,23 @@ pub fn run<'a>(
         } else {
             1.0
         };
-        let s = score(
-            &vc.weights,
-            a,
-            cx.now,
-            fairshare.term(&a.tenant),
-            topology,
+        let fs = tenant.map_or(NEUTRAL, |t| terms[t as usize]);
+        let s = score(&vc.weights, a, cx.now, fs, topology).max(0.0);
+        let key = (
+            Reverse(s.to_bits()),
+            Reverse(a.priority),
+            a.submitted_at.as_millis(),
+            a.id,
         );
-        queue.push(Entry { a, cid, score: s });
+        queue.push(Entry {
+            key,
+            a,
+            cid,
+            tenant,
+        });
     }
-    queue.sort_by(|x, y| y.score.total_cmp(&x.score).then_with(|| tie_break(x.a, y.a)));
+    // Keys are distinct (IDs are), so an unstable sort gives one order.
+    queue.sort_unstable_by_key(|e| e.key);
 
     let mut resv: Option<Reservation> = None;
     let mut head: Option<&'a Allocation> = None;
@@ -91,7 +113,7 @@ pub fn run<'a>(
     let mut blocked: Vec<Blocked<'a>> = Vec::new();
     let mut scratch = Vec::new();
     for e in &queue {
-        let (a, cid) = (e.a, e.cid);
+        let (a, cid, tenant) = (e.a, e.cid, e.tenant);
         let need = a.nodes as usize;
         let exist = feas.total(cid);
         if exist < need {
@@ -103,11 +125,12 @@ pub fn run<'a>(
             reasons.note(a, why, plan);
             continue;
         }
-        if limit(cx, a, None).is_some() {
+        if limit(cx, a, tenant, None).is_some() {
             // Its reason is decided at the end, with the final loads.
             blocked.push(Blocked {
                 a,
                 cid,
+                tenant,
                 exist,
                 ahead: None,
             });
@@ -117,6 +140,7 @@ pub fn run<'a>(
             blocked.push(Blocked {
                 a,
                 cid,
+                tenant,
                 exist,
                 ahead: Some((head, true)),
             });
@@ -124,10 +148,11 @@ pub fn run<'a>(
         }
         // Backfill may not use up the quota or array cap the reserved allocation needs.
         if let (Some(r), Some(h)) = (&resv, head) {
-            if limit(cx, a, Some(h)).is_some() {
+            if limit(cx, a, tenant, Some(h)).is_some() {
                 blocked.push(Blocked {
                     a,
                     cid,
+                    tenant,
                     exist,
                     ahead: Some((r.allocation, false)),
                 });
@@ -152,15 +177,17 @@ pub fn run<'a>(
                         blocked.push(Blocked {
                             a,
                             cid,
+                            tenant,
                             exist,
                             ahead: Some((r.allocation, false)),
                         });
                         continue;
                     }
-                    feas.pick(&cx.taken, cid, need, Use::FewestReserved).map(|p| {
-                        debug_assert_eq!(cost, feas.reserved_count(cid, &p));
-                        (p, cost)
-                    })
+                    feas.pick(&cx.taken, cid, need, Use::FewestReserved)
+                        .map(|p| {
+                            debug_assert_eq!(cost, feas.reserved_count(cid, &p));
+                            (p, cost)
+                        })
                 }
             }
         };
@@ -186,6 +213,7 @@ pub fn run<'a>(
                 blocked.push(Blocked {
                     a,
                     cid,
+                    tenant,
                     exist,
                     ahead: resv.as_ref().map(|r| (r.allocation, false)),
                 });
@@ -196,8 +224,7 @@ pub fn run<'a>(
                     Policy::Fifo => fifo_head = Some(a.id),
                     Policy::Backfill => {
                         let usable = feas.usable(cx, cid);
-                        if let Some((start, free)) = shadow(&cx.avail, usable, need, &mut scratch)
-                        {
+                        if let Some((start, free)) = shadow(&cx.avail, usable, need, &mut scratch) {
                             resv = Some(Reservation {
                                 allocation: a.id,
                                 constraints: cid,
@@ -223,7 +250,7 @@ pub fn run<'a>(
     let mut waiting = Vec::with_capacity(blocked.len());
     for b in blocked {
         let need = b.a.nodes as usize;
-        let why = if let Some(why) = limit(cx, b.a, None) {
+        let why = if let Some(why) = limit(cx, b.a, b.tenant, None) {
             why
         } else {
             waiting.push(b);
@@ -246,17 +273,24 @@ pub fn run<'a>(
 struct Blocked<'a> {
     a: &'a Allocation,
     cid: usize,
+    tenant: Option<u32>,
     /// Matching nodes in the vCluster.
     exist: usize,
     /// The allocation whose reservation (or FIFO position, `true`) was ahead of it.
     ahead: Option<(AllocId, bool)>,
 }
 
-/// A tenant quota or array cap that keeps `a` from starting now; with `head`, also counting
-/// what the reserved allocation will need when it starts.
-fn limit<'a>(cx: &mut Cycle<'a>, a: &'a Allocation, head: Option<&Allocation>) -> Option<Why<'a>> {
-    if let Some(t) = cx.state.tenant(&a.tenant) {
-        let mut load = cx.load(&a.tenant);
+/// A tenant quota or array cap that keeps `a` (of tenant index `tenant`) from starting now;
+/// with `head`, also counting what the reserved allocation will need when it starts.
+fn limit<'a>(
+    cx: &mut Cycle<'a>,
+    a: &'a Allocation,
+    tenant: Option<u32>,
+    head: Option<&Allocation>,
+) -> Option<Why<'a>> {
+    if let Some(ti) = tenant {
+        let t = cx.tenants[ti as usize];
+        let mut load = cx.loads[ti as usize];
         if let Some(h) = head.filter(|h| h.tenant == a.tenant) {
             load.nodes += u64::from(h.nodes);
             load.running += 1;
@@ -289,7 +323,7 @@ fn write_estimates<'a>(
     blocked: &[Blocked<'a>],
     plan: &mut Plan,
 ) {
-    let mut estimates: HashMap<AllocId, u64> = HashMap::new();
+    let mut estimates: FastMap<AllocId, u64> = FastMap::default();
     if !blocked.is_empty() {
         let mut avail = cx.avail.clone();
         let mut scratch = Vec::new();
@@ -303,14 +337,21 @@ fn write_estimates<'a>(
             }
         }
     }
-    let placed: std::collections::HashSet<AllocId> =
-        plan.placements.iter().map(|p| p.allocation).collect();
+    let placed: FastMap<AllocId, ()> = plan
+        .placements
+        .iter()
+        .map(|p| (p.allocation, ()))
+        .collect();
+    // Only allocations that have an estimate, or get one, can change.
     for a in pending {
-        if placed.contains(&a.id) {
+        let old = a.estimated_start.map(|t| t.as_millis());
+        if old.is_none() && estimates.is_empty() {
+            continue;
+        }
+        if placed.contains_key(&a.id) {
             continue;
         }
         let new = estimates.get(&a.id).copied();
-        let old = a.estimated_start.map(|t| t.as_millis());
         let moved = match (old, new) {
             (None, None) => false,
             (Some(o), Some(n)) => o.abs_diff(n) > ESTIMATE_SLACK_MS,

@@ -3,10 +3,9 @@
 //! facts (counts, IDs, limits), never on the time, so an unchanged queue gives an empty plan;
 //! each distinct detail is formatted once per cycle.
 
-use std::collections::HashMap;
-
 use crate::allocation::{AllocId, Allocation};
 use crate::dependency::DepKind;
+use crate::scheduler::cycle::FastMap;
 use crate::scheduler::Plan;
 use crate::state::ClusterState;
 
@@ -21,7 +20,10 @@ pub const REASON_ARRAY_LIMIT: &str = "array_limit";
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Why<'a> {
     /// Fewer matching nodes are free than it needs.
-    Resources { need: usize, exist: usize },
+    Resources {
+        need: usize,
+        exist: usize,
+    },
     /// Fewer matching nodes exist in the vCluster than it needs.
     Unsatisfiable {
         need: usize,
@@ -30,7 +32,10 @@ pub enum Why<'a> {
     },
     /// It could start, but that would delay the reservation of `head` (backfill), or `head`
     /// is ahead of it in a FIFO vCluster.
-    Priority { head: AllocId, fifo: bool },
+    Priority {
+        head: AllocId,
+        fifo: bool,
+    },
     /// Its tenant is at a quota.
     Quota {
         tenant: &'a str,
@@ -38,7 +43,10 @@ pub enum Why<'a> {
         limit: u32,
     },
     /// Its array already runs as many elements as its `%` cap.
-    ArrayLimit { array: AllocId, cap: u32 },
+    ArrayLimit {
+        array: AllocId,
+        cap: u32,
+    },
     /// A dependency is not met yet.
     Dependency {
         on: AllocId,
@@ -118,14 +126,14 @@ fn job_ref(state: &ClusterState, id: AllocId) -> String {
 /// Writes reasons that changed into the plan.
 pub struct Reasons<'a> {
     state: &'a ClusterState,
-    memo: HashMap<Why<'a>, String>,
+    memo: FastMap<Why<'a>, String>,
 }
 
 impl<'a> Reasons<'a> {
     pub fn new(state: &'a ClusterState) -> Self {
         Reasons {
             state,
-            memo: HashMap::new(),
+            memo: FastMap::default(),
         }
     }
 

@@ -37,13 +37,28 @@ pub struct FairShare<'a> {
     terms: BTreeMap<&'a str, f64>,
 }
 
+/// A tenant's fair-share term when it has none computed (not active in the vCluster).
+pub const NEUTRAL: f64 = 0.5;
+
 impl<'a> FairShare<'a> {
-    /// Computes every active tenant's term. `pending` is the vCluster's pending work.
+    /// Computes the terms of every tenant active in the vCluster; `pending` is the
+    /// vCluster's pending work.
     pub fn new(
         state: &'a ClusterState,
         vc: &VCluster,
         now: Timestamp,
         pending: &[&'a Allocation],
+    ) -> Self {
+        Self::for_tenants(state, vc, now, pending.iter().map(|a| a.tenant.as_str()))
+    }
+
+    /// As [`FairShare::new`], given the tenants with pending work in the vCluster (each
+    /// named at least once).
+    pub fn for_tenants(
+        state: &'a ClusterState,
+        vc: &VCluster,
+        now: Timestamp,
+        pending: impl IntoIterator<Item = &'a str>,
     ) -> Self {
         let half_life_ms = vc.fairshare_half_life_seconds.saturating_mul(1000);
         let mut usage: BTreeMap<&'a str, f64> = BTreeMap::new();
@@ -62,8 +77,8 @@ impl<'a> FairShare<'a> {
             let ran = a.started_at.map_or(0, |s| now.millis_since(s));
             *usage.entry(a.tenant.as_str()).or_default() += ran as f64 * f64::from(a.nodes);
         }
-        for a in pending {
-            usage.entry(a.tenant.as_str()).or_default();
+        for t in pending {
+            usage.entry(t).or_default();
         }
         let share = |t: &str| f64::from(state.tenant(t).map_or(1, |t| t.share));
         let shares: f64 = usage.keys().map(|t| share(t)).sum();
@@ -81,7 +96,7 @@ impl<'a> FairShare<'a> {
     }
 
     pub fn term(&self, tenant: &str) -> f64 {
-        self.terms.get(tenant).copied().unwrap_or(0.5)
+        self.terms.get(tenant).copied().unwrap_or(NEUTRAL)
     }
 }
 

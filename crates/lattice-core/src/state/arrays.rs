@@ -34,7 +34,12 @@ impl ClusterState {
             .collect()
     }
 
-    pub(super) fn cancel_array(&mut self, now: Timestamp, array: AllocId, by: &str) -> CommandResult {
+    pub(super) fn cancel_array(
+        &mut self,
+        now: Timestamp,
+        array: AllocId,
+        by: &str,
+    ) -> CommandResult {
         if !self.arrays.contains_key(&array) {
             return Err(Rejection::not_found("array", array));
         }

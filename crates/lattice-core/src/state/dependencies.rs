@@ -48,10 +48,12 @@ impl ClusterState {
 
     /// The first dependency of `a` that is not met, with its status (`None`: all met).
     pub fn unmet_dependency<'a>(&self, a: &'a Allocation) -> Option<(&'a Dependency, DepStatus)> {
-        a.depends_on.iter().find_map(|d| match self.dependency_status(d) {
-            DepStatus::Met => None,
-            s => Some((d, s)),
-        })
+        a.depends_on
+            .iter()
+            .find_map(|d| match self.dependency_status(d) {
+                DepStatus::Met => None,
+                s => Some((d, s)),
+            })
     }
 
     /// Pending allocations with a `success` dependency that the end of `id` (failed or

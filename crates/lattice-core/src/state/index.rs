@@ -158,9 +158,7 @@ impl ClusterState {
         let Some(started) = a.started_at else {
             return;
         };
-        let node_ms = now
-            .millis_since(started)
-            .saturating_mul(u64::from(a.nodes));
+        let node_ms = now.millis_since(started).saturating_mul(u64::from(a.nodes));
         let half_life_s = self
             .vclusters
             .get(&a.vcluster)

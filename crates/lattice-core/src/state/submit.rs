@@ -150,10 +150,7 @@ impl ClusterState {
                     let id = self
                         .array_task(array, index)
                         .ok_or_else(|| {
-                            Rejection::invalid(
-                                "depends_on",
-                                format!("{} does not exist", r.job),
-                            )
+                            Rejection::invalid("depends_on", format!("{} does not exist", r.job))
                         })?
                         .id;
                     (id, false)

@@ -281,7 +281,11 @@ fn check_invariants(s: &ClusterState) {
 fn check_policy_fields(s: &ClusterState, a: &crate::allocation::Allocation) {
     use crate::dependency::DepStatus;
     assert!(s.tenant(&a.tenant).is_some(), "{}: unknown tenant", a.id);
-    assert!(s.vcluster(&a.vcluster).is_some(), "{}: unknown vCluster", a.id);
+    assert!(
+        s.vcluster(&a.vcluster).is_some(),
+        "{}: unknown vCluster",
+        a.id
+    );
     assert!(!a.held || a.state == AllocState::Pending, "{} held", a.id);
     assert!(
         a.estimated_start.is_none() || a.state == AllocState::Pending,

@@ -67,9 +67,20 @@ pub async fn register(
     }
 }
 
-pub async fn heartbeat(State(app): State<App>, ApiBody(body): ApiBody) -> Result<Response, ApiError> {
+pub async fn heartbeat(
+    State(app): State<App>,
+    ApiBody(body): ApiBody,
+) -> Result<Response, ApiError> {
     // The leader owns the heartbeat table (it runs the failure detector): forward to it.
-    if let Some(r) = forward::to_leader(&app, Method::POST, "/api/v1/agent/heartbeat", body.clone(), HEARTBEAT_FORWARD_TIMEOUT).await {
+    if let Some(r) = forward::to_leader(
+        &app,
+        Method::POST,
+        "/api/v1/agent/heartbeat",
+        body.clone(),
+        HEARTBEAT_FORWARD_TIMEOUT,
+    )
+    .await
+    {
         return r;
     }
     let hb: HeartbeatRequest = parse_json(&body)?;

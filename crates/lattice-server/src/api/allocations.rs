@@ -111,7 +111,10 @@ pub async fn get_one(
     let id = alloc_id(&id)?;
     consistent_read(&app, &mut q).await?;
     if let Some(k) = q.keys().next() {
-        return Err(ApiError::bad_request(k, "unknown query parameter (known: stale)"));
+        return Err(ApiError::bad_request(
+            k,
+            "unknown query parameter (known: stale)",
+        ));
     }
     let d = app.state.read();
     d.state

@@ -30,18 +30,21 @@ impl<S: Send + Sync> FromRequest<S> for ApiBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Bytes::from_request(req, state).await.map(ApiBody).map_err(|r| {
-            let status = r.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(status, "request body is too large")
-                    .with_detail(json!({ "reason": r.body_text() }))
-            } else {
-                ApiError::new(
-                    status,
-                    format!("cannot read request body: {}", r.body_text()),
-                )
-            }
-        })
+        Bytes::from_request(req, state)
+            .await
+            .map(ApiBody)
+            .map_err(|r| {
+                let status = r.status();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(status, "request body is too large")
+                        .with_detail(json!({ "reason": r.body_text() }))
+                } else {
+                    ApiError::new(
+                        status,
+                        format!("cannot read request body: {}", r.body_text()),
+                    )
+                }
+            })
     }
 }
 
@@ -95,7 +98,12 @@ pub async fn consistent_read(
     let stale = match q.remove("stale").as_deref() {
         None | Some("false") => false,
         Some("true") | Some("") => true,
-        Some(v) => return Err(ApiError::bad_request("stale", format!("{v:?} is not true or false"))),
+        Some(v) => {
+            return Err(ApiError::bad_request(
+                "stale",
+                format!("{v:?} is not true or false"),
+            ))
+        }
     };
     app.linearize(stale).await
 }

@@ -89,7 +89,15 @@ struct AddMember {
 }
 
 pub async fn add(State(app): State<App>, ApiBody(body): ApiBody) -> Result<Response, ApiError> {
-    if let Some(r) = forward::to_leader(&app, Method::POST, "/api/v1/raft/members", body.clone(), MEMBERSHIP_TIMEOUT).await {
+    if let Some(r) = forward::to_leader(
+        &app,
+        Method::POST,
+        "/api/v1/raft/members",
+        body.clone(),
+        MEMBERSHIP_TIMEOUT,
+    )
+    .await
+    {
         return r;
     }
     let req: AddMember = parse_json(&body)?;
@@ -97,7 +105,10 @@ pub async fn add(State(app): State<App>, ApiBody(body): ApiBody) -> Result<Respo
         return Err(ApiError::bad_request("id", "member IDs start at 1"));
     }
     if !(req.url.starts_with("http://") || req.url.starts_with("https://")) {
-        return Err(ApiError::bad_request("url", "must be an http:// or https:// URL"));
+        return Err(ApiError::bad_request(
+            "url",
+            "must be an http:// or https:// URL",
+        ));
     }
     let node = BasicNode {
         addr: req.url.trim_end_matches('/').to_string(),
@@ -106,17 +117,29 @@ pub async fn add(State(app): State<App>, ApiBody(body): ApiBody) -> Result<Respo
     app.raft
         .add_learner(req.id, node, true)
         .await
-        .map_err(|e| ApiError::unavailable(format!("could not add member {} as learner: {e}", req.id)))?;
+        .map_err(|e| {
+            ApiError::unavailable(format!("could not add member {} as learner: {e}", req.id))
+        })?;
     app.raft
         .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false)
         .await
-        .map_err(|e| ApiError::unavailable(format!("could not make member {} a voter: {e}", req.id)))?;
+        .map_err(|e| {
+            ApiError::unavailable(format!("could not make member {} a voter: {e}", req.id))
+        })?;
     Ok(status(State(app)).await.into_response())
 }
 
 pub async fn remove(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let path = format!("/api/v1/raft/members/{id}");
-    if let Some(r) = forward::to_leader(&app, Method::DELETE, &path, Default::default(), MEMBERSHIP_TIMEOUT).await {
+    if let Some(r) = forward::to_leader(
+        &app,
+        Method::DELETE,
+        &path,
+        Default::default(),
+        MEMBERSHIP_TIMEOUT,
+    )
+    .await
+    {
         return r;
     }
     let id: u64 = id

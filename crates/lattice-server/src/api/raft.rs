@@ -56,7 +56,12 @@ fn encode<T: Serialize>(value: &T) -> Response {
 }
 
 /// Authorizes, decodes the bincode request, runs `handle` and encodes its answer.
-async fn rpc<Req, Resp, F, Fut>(app: App, headers: HeaderMap, body: Bytes, handle: F) -> Result<Response, ApiError>
+async fn rpc<Req, Resp, F, Fut>(
+    app: App,
+    headers: HeaderMap,
+    body: Bytes,
+    handle: F,
+) -> Result<Response, ApiError>
 where
     Req: DeserializeOwned,
     Resp: Serialize,
@@ -68,21 +73,49 @@ where
     Ok(encode(&handle(app, req).await))
 }
 
-pub async fn append(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    rpc(app, headers, body, |app, req| async move { app.raft.append_entries(req).await }).await
+pub async fn append(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    rpc(app, headers, body, |app, req| async move {
+        app.raft.append_entries(req).await
+    })
+    .await
 }
 
-pub async fn vote(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    rpc(app, headers, body, |app, req| async move { app.raft.vote(req).await }).await
+pub async fn vote(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    rpc(app, headers, body, |app, req| async move {
+        app.raft.vote(req).await
+    })
+    .await
 }
 
-pub async fn snapshot(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    rpc(app, headers, body, |app, req| async move { app.raft.install_snapshot(req).await }).await
+pub async fn snapshot(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    rpc(app, headers, body, |app, req| async move {
+        app.raft.install_snapshot(req).await
+    })
+    .await
 }
 
 /// A follower forwards a client write: propose it here (the leader) and answer its result.
-pub async fn propose(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    rpc(app, headers, body, |app, cmd| async move { crate::forward::propose_local(&app, cmd).await }).await
+pub async fn propose(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    rpc(app, headers, body, |app, cmd| async move {
+        crate::forward::propose_local(&app, cmd).await
+    })
+    .await
 }
 
 /// A follower asks for a read index before serving a linearizable read.

@@ -8,8 +8,8 @@ use lattice_core::Command;
 use tokio::sync::watch;
 
 use crate::api::App;
-use crate::forward;
 use crate::clock;
+use crate::forward;
 
 pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
     let timeout = Duration::from_secs(app.cfg.node_down_after_seconds);
@@ -58,12 +58,15 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
             continue;
         }
         tracing::info!(?down, ?up, "node liveness changed");
-        if let Err(e) = forward::propose_as_leader(&app, Command::SetNodeLiveness {
+        if let Err(e) = forward::propose_as_leader(
+            &app,
+            Command::SetNodeLiveness {
                 now: clock::now(),
                 down,
                 up,
-            })
-            .await
+            },
+        )
+        .await
         {
             tracing::warn!(error = %e.error, "could not commit node liveness");
         }

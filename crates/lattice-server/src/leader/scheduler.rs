@@ -41,7 +41,11 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
             if rev == last_seen_revision && d.state.pending_ids().is_empty() {
                 continue;
             }
-            (schedule(&d.state, now), rev, metrics::queued_vclusters(&d.state))
+            (
+                schedule(&d.state, now),
+                rev,
+                metrics::queued_vclusters(&d.state),
+            )
         };
         last_seen_revision = revision;
         if plan.is_empty() {

@@ -24,18 +24,24 @@ pub fn restore(db_path: &Path, file: &Path, member: u64, url: &str) -> anyhow::R
     let mut data: SmData = bincode::deserialize(body)
         .with_context(|| format!("{} is damaged or from another version", file.display()))?;
     let Some(last) = data.last_applied else {
-        bail!("{} holds an empty state; nothing to restore", file.display());
+        bail!(
+            "{} holds an empty state; nothing to restore",
+            file.display()
+        );
     };
     let db = Db::open(db_path)?;
-    if db.get_meta::<openraft::Vote<u64>>("vote")?.is_some()
-        || state_machine::has_snapshot(&db)?
-    {
+    if db.get_meta::<openraft::Vote<u64>>("vote")?.is_some() || state_machine::has_snapshot(&db)? {
         bail!(
             "{} already holds Raft state; restore into an empty data_dir",
             db_path.display()
         );
     }
-    let nodes = BTreeMap::from([(member, BasicNode { addr: url.to_string() })]);
+    let nodes = BTreeMap::from([(
+        member,
+        BasicNode {
+            addr: url.to_string(),
+        },
+    )]);
     data.last_membership = StoredMembership::new(
         Some(last),
         Membership::new(vec![BTreeSet::from([member])], nodes),

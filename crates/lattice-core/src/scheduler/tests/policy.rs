@@ -8,12 +8,24 @@ use crate::submit::SubmitOptions;
 use crate::tenant::TenantChange;
 use crate::vcluster::{Policy, VClusterChange};
 
-fn submit_with(s: &mut ClusterState, now: Timestamp, spec: AllocationSpec, o: SubmitOptions) -> AllocId {
+fn submit_with(
+    s: &mut ClusterState,
+    now: Timestamp,
+    spec: AllocationSpec,
+    o: SubmitOptions,
+) -> AllocId {
     let o = SubmitOptions {
         create_tenant: true,
         ..o
     };
-    match apply(s, Command::Submit { now, spec, options: o }) {
+    match apply(
+        s,
+        Command::Submit {
+            now,
+            spec,
+            options: o,
+        },
+    ) {
         CommandOutcome::Allocation(a) => a.id,
         other => panic!("{other:?}"),
     }
@@ -60,7 +72,10 @@ fn a_job_that_would_delay_the_reservation_waits_with_reason_priority() {
     let (plan, traces) = schedule_traced(&s, at(4), None);
     assert!(plan.placements.is_empty());
     let head = traces[0].head.clone().unwrap();
-    assert_eq!((head.allocation, head.start, head.extra), (big, at(3600).as_millis(), 1));
+    assert_eq!(
+        (head.allocation, head.start, head.extra),
+        (big, at(3600).as_millis(), 1)
+    );
     assert_eq!(reason_of(&plan, big).unwrap().0, REASON_RESOURCES);
     assert_eq!(
         reason_of(&plan, long),
@@ -85,7 +100,13 @@ fn a_job_that_would_delay_the_reservation_waits_with_reason_priority() {
 #[test]
 fn backfill_prefers_nodes_the_reservation_does_not_need() {
     let mut s = ClusterState::default();
-    for (id, ib) in [("a1", true), ("a2", true), ("a3", true), ("b1", false), ("b2", false)] {
+    for (id, ib) in [
+        ("a1", true),
+        ("a2", true),
+        ("a3", true),
+        ("b1", false),
+        ("b2", false),
+    ] {
         register(
             &mut s,
             NodeRegistration {
@@ -189,13 +210,13 @@ fn gated_work_waits_with_its_reason_and_does_not_block() {
     let mut started: Vec<AllocId> = plan.placements.iter().map(|p| p.allocation).collect();
     started.sort();
     assert_eq!(started, vec![first, array]);
-    assert_eq!(s.allocation(held).unwrap().reason.as_deref(), Some(REASON_HELD));
+    assert_eq!(
+        s.allocation(held).unwrap().reason.as_deref(),
+        Some(REASON_HELD)
+    );
     assert_eq!(
         reason_of(&plan, waits),
-        Some((
-            REASON_DEPENDENCY,
-            "waiting for allocation 2 to end"
-        ))
+        Some((REASON_DEPENDENCY, "waiting for allocation 2 to end"))
     );
     assert_eq!(
         reason_of(&plan, quota),
@@ -265,7 +286,10 @@ fn multi_node_work_is_packed_into_one_topology_group() {
     // Best fit: 3 nodes into the 3-node group, 4 into the 4-node group.
     assert_eq!(
         placed(&plan),
-        vec![(three, vec!["n2", "n4", "n6"]), (four, vec!["n1", "n3", "n5", "n7"])]
+        vec![
+            (three, vec!["n2", "n4", "n6"]),
+            (four, vec!["n1", "n3", "n5", "n7"])
+        ]
     );
 }
 

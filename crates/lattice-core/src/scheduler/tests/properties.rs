@@ -115,7 +115,8 @@ fn build(cpu: usize, gpu: usize, policies: (bool, bool), disjoint: bool) -> Clus
             true,
         );
     }
-    for (name, share, max_nodes, max_running) in [("phys", 3, Some(8), None), ("bio", 1, None, Some(3))]
+    for (name, share, max_nodes, max_running) in
+        [("phys", 3, Some(8), None), ("bio", 1, None, Some(3))]
     {
         apply(
             &mut s,
@@ -270,9 +271,16 @@ fn check_and_apply(s: &mut ClusterState, now: Timestamp) {
             })
             .collect();
         let reserved = naive_start(&before, h, &so_far, now).unwrap();
-        assert_eq!(reserved, head.start, "the reservation is the head's shadow time");
+        assert_eq!(
+            reserved, head.start,
+            "the reservation is the head's shadow time"
+        );
         let mut last = reserved;
-        for p in plan.placements.iter().filter(|p| backfilled.contains(&p.allocation)) {
+        for p in plan
+            .placements
+            .iter()
+            .filter(|p| backfilled.contains(&p.allocation))
+        {
             so_far.push(p);
             let after = naive_start(&before, h, &so_far, now).unwrap();
             assert!(
@@ -294,15 +302,29 @@ fn check_and_apply(s: &mut ClusterState, now: Timestamp) {
     }
     for t in s.tenants().values() {
         let load = s.tenant_load(&t.name);
-        assert!(t.max_nodes.is_none_or(|m| load.nodes <= u64::from(m)), "{}", t.name);
-        assert!(t.max_running.is_none_or(|m| load.running <= u64::from(m)), "{}", t.name);
+        assert!(
+            t.max_nodes.is_none_or(|m| load.nodes <= u64::from(m)),
+            "{}",
+            t.name
+        );
+        assert!(
+            t.max_running.is_none_or(|m| load.running <= u64::from(m)),
+            "{}",
+            t.name
+        );
     }
     for (id, info) in s.arrays() {
         let running = s.array_tally(*id)[AllocState::Running as usize];
-        assert!(running <= info.max_running.unwrap_or(u32::MAX), "array {id}");
+        assert!(
+            running <= info.max_running.unwrap_or(u32::MAX),
+            "array {id}"
+        );
     }
     for id in s.pending_ids() {
-        assert!(s.allocation(*id).unwrap().reason.is_some(), "{id} has no reason");
+        assert!(
+            s.allocation(*id).unwrap().reason.is_some(),
+            "{id} has no reason"
+        );
     }
 }
 

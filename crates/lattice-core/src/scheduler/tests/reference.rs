@@ -121,7 +121,10 @@ fn expected_free(s: &ClusterState, n: &Node) -> u64 {
     for id in &n.allocations {
         let a = s.allocation(*id).unwrap();
         let end = if a.state == AllocState::Running {
-            a.started_at.unwrap().plus_secs(a.walltime_seconds).as_millis()
+            a.started_at
+                .unwrap()
+                .plus_secs(a.walltime_seconds)
+                .as_millis()
         } else {
             a.finished_at.map_or(0, Timestamp::as_millis)
         };

@@ -85,7 +85,10 @@ fn shares_of_3_to_1_converge_to_3_to_1_node_seconds() {
         b / 3600.0,
         100.0 * (a + b) / total
     );
-    assert!(!sim.s.pending_ids().is_empty(), "still saturated at the end");
+    assert!(
+        !sim.s.pending_ids().is_empty(),
+        "still saturated at the end"
+    );
     assert!((2.7..=3.3).contains(&ratio), "ratio {ratio}");
     assert!((a + b) / total > 0.9, "the vCluster stayed busy");
 }

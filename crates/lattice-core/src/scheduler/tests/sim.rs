@@ -113,7 +113,13 @@ impl Sim {
                     message: None,
                 })
                 .collect();
-            apply(&mut self.s, Command::ReportExits { now: at(t), reports });
+            apply(
+                &mut self.s,
+                Command::ReportExits {
+                    now: at(t),
+                    reports,
+                },
+            );
             let ran = t - (a.started_at.unwrap().as_millis() - at(0).as_millis()) / 1000;
             *self.busy.entry(a.tenant.clone()).or_default() += ran * u64::from(a.nodes);
         }
@@ -125,7 +131,10 @@ impl Sim {
         let plan = cycle(&mut self.s, now);
         for p in &plan.placements {
             let run = self.runtime.get(&p.allocation).copied().unwrap_or(0);
-            self.ends.entry(self.now + run).or_default().push(p.allocation);
+            self.ends
+                .entry(self.now + run)
+                .or_default()
+                .push(p.allocation);
         }
         plan
     }

@@ -57,7 +57,12 @@ fn end(s: &mut ClusterState, id: AllocId, code: i32, t: u64) {
     report(s, at(t), reports);
 }
 
-fn put_tenant(s: &mut ClusterState, name: &str, change: TenantChange, create: bool) -> CommandResult {
+fn put_tenant(
+    s: &mut ClusterState,
+    name: &str,
+    change: TenantChange,
+    create: bool,
+) -> CommandResult {
     let before = s.clone();
     let res = s.apply(&Command::PutTenant {
         now: at(1),
@@ -221,7 +226,10 @@ fn an_array_is_created_in_one_command() {
         assert_eq!(a.state, AllocState::Pending);
     }
     assert_eq!(s.array_task(first, 7).unwrap().id, first + 7);
-    assert_eq!(s.array_task(first, 7).unwrap().job_ref(), format!("{first}_7"));
+    assert_eq!(
+        s.array_task(first, 7).unwrap().job_ref(),
+        format!("{first}_7")
+    );
     assert_eq!(s.array_tally(first)[AllocState::Pending as usize], 10);
 
     // Elements learn their array and index from the environment.
@@ -282,8 +290,16 @@ fn a_failed_success_dependency_cancels_dependents_transitively() {
     let mut s = cluster(&["n1"]);
     let a = submit(&mut s, at(0), spec(1));
     let b = submit_with(&mut s, spec(1), options(None, Some(&format!("{a}")), false));
-    let c = submit_with(&mut s, spec(1), options(None, Some(&format!("{b}:success")), false));
-    let d = submit_with(&mut s, spec(1), options(None, Some(&format!("{a}:any")), false));
+    let c = submit_with(
+        &mut s,
+        spec(1),
+        options(None, Some(&format!("{b}:success")), false),
+    );
+    let d = submit_with(
+        &mut s,
+        spec(1),
+        options(None, Some(&format!("{a}:any")), false),
+    );
     place(&mut s, a, &["n1"]);
     end(&mut s, a, 3, 20);
     for id in [b, c] {
@@ -314,15 +330,18 @@ fn a_failed_success_dependency_cancels_dependents_transitively() {
 fn array_dependencies_wait_for_every_element() {
     let mut s = cluster(&["n1", "n2"]);
     let arr = submit_with(&mut s, spec(1), options(Some("0-1"), None, false));
-    let ok_dep = submit_with(&mut s, spec(1), options(None, Some(&format!("{arr}")), false));
+    let ok_dep = submit_with(
+        &mut s,
+        spec(1),
+        options(None, Some(&format!("{arr}")), false),
+    );
     let any_dep = submit_with(
         &mut s,
         spec(1),
         options(None, Some(&format!("afterany:{arr}")), false),
     );
-    let status = |s: &ClusterState, id: AllocId| {
-        s.dependency_status(&s.allocations()[&id].depends_on[0])
-    };
+    let status =
+        |s: &ClusterState, id: AllocId| s.dependency_status(&s.allocations()[&id].depends_on[0]);
     place(&mut s, arr, &["n1"]);
     place(&mut s, arr + 1, &["n2"]);
     end(&mut s, arr, 0, 10);
@@ -479,7 +498,11 @@ fn requeue_runs_the_work_again_as_a_new_allocation() {
 fn a_requeued_array_element_keeps_its_index_and_counts_once() {
     let mut s = cluster(&["n1"]);
     let arr = submit_with(&mut s, spec(1), options(Some("0-1%1"), None, false));
-    let dependent = submit_with(&mut s, spec(1), options(None, Some(&arr.to_string()), false));
+    let dependent = submit_with(
+        &mut s,
+        spec(1),
+        options(None, Some(&arr.to_string()), false),
+    );
     place(&mut s, arr, &["n1"]);
     end(&mut s, arr, 1, 3);
     // The failed element broke the dependent; requeue the failed element.
@@ -499,7 +522,11 @@ fn a_requeued_array_element_keeps_its_index_and_counts_once() {
     assert_eq!(s.array_task(arr, 0).unwrap().id, new.id);
     let tally = s.array_tally(arr);
     assert_eq!(tally[AllocState::Pending as usize], 2);
-    assert_eq!(tally[AllocState::Failed as usize], 0, "superseded: not counted");
+    assert_eq!(
+        tally[AllocState::Failed as usize],
+        0,
+        "superseded: not counted"
+    );
 }
 
 #[test]
@@ -524,7 +551,11 @@ fn usage_is_charged_when_work_that_ran_ends() {
     let u = s.usage()["default"]["default"];
     assert_eq!(u.node_ms, 200_000, "2 nodes x 100 s");
     assert_eq!(u.as_of, at(110));
-    assert_eq!(u.at(at(210), 100_000), 100_000, "halved after one half-life");
+    assert_eq!(
+        u.at(at(210), 100_000),
+        100_000,
+        "halved after one half-life"
+    );
     // Work that never ran costs nothing.
     let b = submit(&mut s, at(111), spec(1));
     ok(
@@ -576,14 +607,22 @@ fn plans_cannot_break_quotas_caps_holds_dependencies_or_vclusters() {
         },
     );
     assert_eq!(out.placed, vec![q1]);
-    assert!(out.rejected[0].1.contains("max_nodes"), "{:?}", out.rejected);
+    assert!(
+        out.rejected[0].1.contains("max_nodes"),
+        "{:?}",
+        out.rejected
+    );
 
     let held = submit_with(&mut s, spec(1), options(None, None, true));
     let out = apply_plan(&mut s, at(2), placement(held, &["n3"]));
     assert!(out.rejected[0].1.contains("held"));
 
     let first = submit(&mut s, at(0), spec(1));
-    let waits = submit_with(&mut s, spec(1), options(None, Some(&first.to_string()), false));
+    let waits = submit_with(
+        &mut s,
+        spec(1),
+        options(None, Some(&first.to_string()), false),
+    );
     let out = apply_plan(&mut s, at(2), placement(waits, &["n3"]));
     assert!(out.rejected[0].1.contains("dependency"));
 
@@ -613,7 +652,11 @@ fn plans_cannot_break_quotas_caps_holds_dependencies_or_vclusters() {
         },
     );
     let out = apply_plan(&mut s, at(2), placement(g, &["n4"]));
-    assert!(out.rejected[0].1.contains("not in vCluster gpu"), "{:?}", out.rejected);
+    assert!(
+        out.rejected[0].1.contains("not in vCluster gpu"),
+        "{:?}",
+        out.rejected
+    );
 }
 
 #[test]

@@ -231,7 +231,9 @@ fn setup_commands(cluster: &[NodeGen]) -> Vec<Command> {
         down,
         up: vec![],
     });
-    for (name, share, max_nodes, max_running) in [("t1", 3, Some(4), None), ("t2", 1, None, Some(2))] {
+    for (name, share, max_nodes, max_running) in
+        [("t1", 3, Some(4), None), ("t2", 1, None, Some(2))]
+    {
         cmds.push(Command::PutTenant {
             now: at(0),
             name: name.into(),
@@ -466,8 +468,13 @@ fn check_cycle(
     for t in placed_tenants {
         let load = after.tenant_load(t);
         let tenant = after.tenant(t).unwrap();
-        assert!(tenant.max_nodes.is_none_or(|m| load.nodes <= u64::from(m)), "{t}: {load:?}");
-        assert!(tenant.max_running.is_none_or(|m| load.running <= u64::from(m)));
+        assert!(
+            tenant.max_nodes.is_none_or(|m| load.nodes <= u64::from(m)),
+            "{t}: {load:?}"
+        );
+        assert!(tenant
+            .max_running
+            .is_none_or(|m| load.running <= u64::from(m)));
     }
     // Every allocation still pending has a reason, and the right one; one that would fit on
     // what is left free waits only for a policy reason.
@@ -484,7 +491,10 @@ fn check_cycle(
             .values()
             .filter(|n| n.is_free() && n.satisfies(&a.constraints))
             .count();
-        let reason = a.reason.as_deref().unwrap_or_else(|| panic!("{id} has no reason"));
+        let reason = a
+            .reason
+            .as_deref()
+            .unwrap_or_else(|| panic!("{id} has no reason"));
         assert!(a.reason_detail.is_some());
         match reason {
             REASON_HELD => assert!(a.held, "{id}"),
@@ -493,7 +503,10 @@ fn check_cycle(
             REASON_QUOTA => {
                 let t = after.tenant(&a.tenant).unwrap();
                 let load = after.tenant_load(&a.tenant);
-                assert!(crate::tenant::quota_exceeded(t, load, a.nodes).is_some(), "{id}");
+                assert!(
+                    crate::tenant::quota_exceeded(t, load, a.nodes).is_some(),
+                    "{id}"
+                );
             }
             REASON_ARRAY_LIMIT => {
                 let array = a.array_id.unwrap();
@@ -502,7 +515,10 @@ fn check_cycle(
                 assert!(running >= cap, "{id}");
             }
             REASON_RESOURCES => {
-                assert!(exist >= need && free < need, "{id} fits on {free} free nodes")
+                assert!(
+                    exist >= need && free < need,
+                    "{id} fits on {free} free nodes"
+                )
             }
             REASON_PRIORITY => assert!(exist >= need, "{id}"),
             other => panic!("{id}: unexpected reason {other}"),
