@@ -17,6 +17,7 @@ pub mod node;
 pub mod scheduler;
 pub mod state;
 pub mod submit;
+pub mod telemetry;
 pub mod tenant;
 pub mod time;
 pub mod vcluster;

@@ -11,8 +11,10 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
+
+use lattice_core::telemetry::{GpuUse, NodeUse, NodeUtilization};
 
 use super::error::ApiError;
 use super::extract::alloc_id;
@@ -21,41 +23,6 @@ use crate::config::TsdbQuery;
 
 /// Bound on one query to the TSDB.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct GpuUse {
-    pub gpu: String,
-    pub model: String,
-    pub utilization: Option<f64>,
-    pub memory_used_bytes: Option<f64>,
-    pub memory_total_bytes: Option<f64>,
-}
-
-/// One node of an allocation. Every figure is `null` when the TSDB has no recent sample.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct NodeUse {
-    pub node: String,
-    /// CPU cores the job's processes used, averaged over the rate window.
-    pub cpu_cores: Option<f64>,
-    /// CPU seconds the job's processes used so far.
-    pub cpu_seconds: Option<f64>,
-    pub memory_bytes: Option<f64>,
-    pub processes: Option<f64>,
-    pub node_cpu_utilization: Option<f64>,
-    pub node_memory_used_bytes: Option<f64>,
-    pub node_memory_total_bytes: Option<f64>,
-    pub gpus: Vec<GpuUse>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct NodeUtilization {
-    pub node: String,
-    pub cpu_utilization: Option<f64>,
-    pub memory_used_bytes: Option<f64>,
-    pub memory_total_bytes: Option<f64>,
-    /// Mean over the node's GPUs; `null` without GPU series.
-    pub gpu_utilization: Option<f64>,
-}
 
 /// One element of an instant vector.
 #[derive(Clone, Debug, PartialEq)]
