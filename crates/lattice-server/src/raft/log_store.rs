@@ -167,7 +167,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        tokio::task::block_in_place(|| self.db.put_meta(KEY_COMMITTED, &committed))
+        // Not fsynced: losing the newest commit pointer in a crash only means re-learning it
+        // from the leader (openraft treats it as optional); the log itself is always durable.
+        tokio::task::block_in_place(|| self.db.put_meta_lazy(KEY_COMMITTED, &committed))
             .map_err(write_err)?;
         self.committed.set(committed.map(|l| l.index));
         Ok(())

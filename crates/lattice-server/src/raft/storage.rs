@@ -98,6 +98,21 @@ impl Db {
         Ok(())
     }
 
+    /// Like [`Db::put_meta`] but without waiting for fsync: the value becomes durable with the
+    /// next durable commit. For hints that are safe to lose (the commit pointer: after a crash
+    /// the leader re-establishes it).
+    pub fn put_meta_lazy<T: Serialize>(&self, key: &str, value: &T) -> Result<(), DbError> {
+        let bytes = bincode::serialize(value)?;
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(redb::Durability::None);
+        {
+            let mut t = tx.open_table(META)?;
+            t.insert(key, bytes.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Checks that the database can still be read (for `/healthz`).
     pub fn check(&self) -> Result<(), DbError> {
         let tx = self.db.begin_read()?;
