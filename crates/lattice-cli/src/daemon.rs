@@ -228,6 +228,8 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     set(&mut o, "server", "api_addr", json!(a.api_addr));
     set(&mut o, "server", "data_dir", json!(data_dir.join("server")));
     set(&mut o, "server", "bootstrap", json!(true));
+    // A dev cluster takes any tenant name (a real one needs them created first).
+    set(&mut o, "server", "auto_create_tenants", json!(true));
     set(&mut o, "agent", "nodes", json!(a.nodes));
     set(&mut o, "agent", "work_dir", json!(data_dir.join("agent")));
     let mut cfg = config::load(a.config.as_deref(), Value::Object(o))?;

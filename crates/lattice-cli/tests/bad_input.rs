@@ -149,7 +149,12 @@ fn bad_requests_are_refused_with_clear_errors_and_change_nothing() {
 #[test]
 fn list_pages_follow_the_cursor() {
     let dir = tempdir();
-    let server = start_server(&dir.path().join("server"), "127.0.0.1:0", &[]);
+    // Tenants are created on first use here (a plain server refuses unknown tenants).
+    let server = start_server(
+        &dir.path().join("server"),
+        "127.0.0.1:0",
+        &[("LATTICE_SERVER__AUTO_CREATE_TENANTS", "true")],
+    );
     let api = server.url.clone();
     for _ in 0..5 {
         submit(&api, json!({"command": ["true"], "tenant": "physics"}));

@@ -277,8 +277,10 @@ fn dashboards_and_provisioning_are_well_formed() {
 // ---- a real cluster, a real Prometheus ------------------------------------------------
 
 const SECRET: (&str, &str) = ("LATTICE_SERVER__CLUSTER_SECRET", "test-secret");
-const MEMBER_ENV: [(&str, &str); 5] = [
+const MEMBER_ENV: [(&str, &str); 6] = [
     ("LATTICE_SERVER__RAFT_HEARTBEAT_INTERVAL_MS", "100"),
+    // The workload names tenants without creating them first.
+    ("LATTICE_SERVER__AUTO_CREATE_TENANTS", "true"),
     ("LATTICE_SERVER__RAFT_ELECTION_TIMEOUT_MIN_MS", "500"),
     ("LATTICE_SERVER__RAFT_ELECTION_TIMEOUT_MAX_MS", "1000"),
     // Compact often, so that the snapshot counters move.

@@ -6,6 +6,7 @@
 //! out; when no endpoint of a whole round can be reached it fails at once.
 
 mod error;
+mod policy;
 pub mod telemetry;
 
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use error::{ClientError, ErrorBody};
+pub use policy::{ArrayChange, TenantList, VClusterList};
 
 /// One page of `GET /api/v1/allocations`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -43,6 +45,9 @@ pub struct ListQuery {
     pub user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vcluster: Option<String>,
+    /// Only elements of this array.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub array: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]

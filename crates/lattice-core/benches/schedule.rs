@@ -198,6 +198,24 @@ fn main() {
         }
         let build_start = Instant::now();
         let busy = build(nodes, pending, 0.9);
+        if std::env::var_os("LATTICE_BENCH_STEADY_ONLY").is_some() {
+            // For profiling: many rounds of the steady state only.
+            let mut steady = busy.clone();
+            let plan = schedule(&steady, at(3600));
+            apply(
+                &mut steady,
+                Command::ApplyPlan {
+                    now: at(3600),
+                    plan,
+                },
+            );
+            measure(
+                &format!("{nodes} nodes x {pending} pending, steady"),
+                &steady,
+                40,
+            );
+            continue;
+        }
         let built = build_start.elapsed();
         measure(
             &format!("{nodes} nodes x {pending} pending, 90% busy"),

@@ -21,6 +21,7 @@ pub mod telemetry;
 pub mod tenant;
 pub mod time;
 pub mod vcluster;
+pub mod views;
 
 pub use allocation::{AllocId, AllocState, Allocation, AllocationSpec, Constraints};
 pub use command::{Command, CommandOutcome, CommandResult, Target};

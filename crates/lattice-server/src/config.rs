@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub write_timeout_seconds: u64,
     /// `user` recorded on submissions that name none.
     pub default_user: String,
+    /// Submissions naming a tenant that does not exist create it (with share 1, no quotas);
+    /// otherwise they are refused (400 naming the tenant). `lattice dev` turns this on.
+    pub auto_create_tenants: bool,
     /// Where `GET /api/v1/allocations/{id}/metrics` and `/api/v1/telemetry/nodes` query
     /// telemetry. Not a `server:` key: the binary fills it from the top-level `telemetry:`
     /// section (docs/telemetry.md); `None` when telemetry is not configured.
@@ -90,6 +93,7 @@ impl Default for ServerConfig {
             max_page_size: 1_000,
             write_timeout_seconds: 10,
             default_user: "anonymous".into(),
+            auto_create_tenants: false,
             tsdb: None,
         }
     }

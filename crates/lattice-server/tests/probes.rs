@@ -25,6 +25,8 @@ fn config(dir: &Path) -> ServerConfig {
         data_dir: dir.to_path_buf(),
         api_addr: "127.0.0.1:0".parse().unwrap(),
         bootstrap: true,
+        // The probes submit as tenant `probe` without creating it first.
+        auto_create_tenants: true,
         ..Default::default()
     }
 }

@@ -1,7 +1,10 @@
 //! How allocations are shown: the squeue-like table of `lattice status` and the `key: value`
 //! detail view of `lattice status ID`. Pure functions of the allocations and the local clock.
 
-use lattice_core::{AllocState, Allocation, Timestamp};
+use std::collections::BTreeMap;
+
+use lattice_core::array::compress;
+use lattice_core::{AllocId, AllocState, Allocation, Timestamp};
 
 use super::constraint::describe;
 use super::output::one_line;
@@ -25,9 +28,71 @@ fn nodelist_or_reason(a: &Allocation) -> String {
     }
 }
 
-/// The allocation table; `wide` adds VCLUSTER, PRIORITY, SUBMITTED and EXIT.
+/// The allocation table; `wide` adds VCLUSTER, PRIORITY, SUBMITTED and EXIT. Job arrays
+/// are folded into one line each.
+#[cfg(test)]
 pub fn table(allocs: &[Allocation], now: Timestamp, wide: bool) -> String {
+    table_view(
+        allocs,
+        now,
+        View {
+            wide,
+            ..Default::default()
+        },
+    )
+}
+
+/// How `lattice status` shows its table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct View {
+    /// Extra columns: VCLUSTER, PRIORITY, SUBMITTED, EXIT.
+    pub wide: bool,
+    /// One line per array task instead of one per array.
+    pub expand: bool,
+    /// A START column with pending allocations' estimated starts.
+    pub start: bool,
+}
+
+/// What one line of the table shows: an allocation, or the listed tasks of one array.
+enum Line<'a> {
+    One(&'a Allocation),
+    Array(Vec<&'a Allocation>),
+}
+
+fn lines(allocs: &[Allocation], expand: bool) -> Vec<Line<'_>> {
+    let mut out = Vec::new();
+    let mut arrays: BTreeMap<AllocId, usize> = BTreeMap::new();
+    for a in allocs {
+        match a.array_id {
+            Some(array) if !expand => match arrays.get(&array) {
+                Some(&i) => {
+                    if let Line::Array(v) = &mut out[i] {
+                        v.push(a);
+                    }
+                }
+                None => {
+                    arrays.insert(array, out.len());
+                    out.push(Line::Array(vec![a]));
+                }
+            },
+            _ => out.push(Line::One(a)),
+        }
+    }
+    out
+}
+
+/// `START`: the estimated start of a pending allocation (`now` once it has passed).
+fn start_text(a: &Allocation, now: Timestamp) -> String {
+    match (a.state, a.estimated_start) {
+        (AllocState::Pending, Some(t)) if t <= now => "now".into(),
+        (AllocState::Pending, Some(t)) => format_time(t),
+        _ => "-".into(),
+    }
+}
+
+pub fn table_view(allocs: &[Allocation], now: Timestamp, v: View) -> String {
     use Align::{Left, Right};
+    let wide = v.wide;
     let mut cols = vec![("ID", Right), ("NAME", Left), ("TENANT", Left)];
     if wide {
         cols.push(("VCLUSTER", Left));
@@ -40,23 +105,88 @@ pub fn table(allocs: &[Allocation], now: Timestamp, wide: bool) -> String {
     if wide {
         cols.push(("EXIT", Right));
     }
+    if v.start {
+        cols.push(("START", Left));
+    }
     cols.push(("NODELIST(REASON)", Left));
 
     let mut t = Table::new(cols);
-    for a in allocs {
-        let mut row = vec![a.id.to_string(), a.name.clone(), a.tenant.clone()];
+    for line in lines(allocs, v.expand) {
+        let (a, id, state, time, exit, start, last) = match &line {
+            Line::One(a) => (
+                *a,
+                a.job_ref(),
+                a.state.as_str().to_string(),
+                elapsed_secs(a, now),
+                a.exit_code.map_or("-".into(), |c| c.to_string()),
+                start_text(a, now),
+                nodelist_or_reason(a),
+            ),
+            Line::Array(tasks) => {
+                let a = tasks[0];
+                let indices: Vec<u32> = tasks.iter().filter_map(|x| x.array_index).collect();
+                let array = a.array_id.unwrap_or(a.id);
+                let mut counts: BTreeMap<AllocState, usize> = BTreeMap::new();
+                for x in tasks {
+                    *counts.entry(x.state).or_default() += 1;
+                }
+                let state = if counts.contains_key(&AllocState::Running) {
+                    AllocState::Running
+                } else {
+                    a.state
+                };
+                let mut summary: Vec<String> =
+                    counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+                if let Some(r) = tasks
+                    .iter()
+                    .find(|x| x.state == AllocState::Pending)
+                    .and_then(|x| x.reason.as_deref())
+                {
+                    summary.push(format!("({r})"));
+                }
+                let start = tasks
+                    .iter()
+                    .filter(|x| x.state == AllocState::Pending)
+                    .filter_map(|x| x.estimated_start)
+                    .min()
+                    .map_or("-".into(), |s| {
+                        if s <= now {
+                            "now".into()
+                        } else {
+                            format_time(s)
+                        }
+                    });
+                (
+                    a,
+                    format!("{array}_[{}]", compress(&indices)),
+                    state.as_str().to_string(),
+                    tasks
+                        .iter()
+                        .map(|x| elapsed_secs(x, now))
+                        .max()
+                        .unwrap_or(0),
+                    "-".into(),
+                    start,
+                    summary.join(", ").replacen(", (", " (", 1),
+                )
+            }
+        };
+        let mut row = vec![id, a.name.clone(), a.tenant.clone()];
         if wide {
             row.push(a.vcluster.clone());
         }
-        row.extend([a.user.clone(), a.state.as_str().to_string()]);
+        row.extend([a.user.clone(), state]);
         if wide {
             row.extend([a.priority.to_string(), format_time(a.submitted_at)]);
         }
-        row.extend([format_elapsed(elapsed_secs(a, now)), a.nodes.to_string()]);
+        row.extend([format_elapsed(time), a.nodes.to_string()]);
         if wide {
-            row.push(a.exit_code.map_or("-".into(), |c| c.to_string()));
+            row.push(exit);
         }
-        row.push(nodelist_or_reason(a));
+        if v.start {
+            row.push(start);
+        }
+        row.push(last);
         t.row(row);
     }
     t.render()
@@ -80,6 +210,38 @@ pub fn detail(a: &Allocation, now: Timestamp) -> String {
         ("state", a.state.as_str().to_string()),
         ("reason", opt(a.reason.clone())),
         ("reason_detail", opt(a.reason_detail.clone())),
+        (
+            "estimated_start",
+            match (a.state, a.estimated_start) {
+                (AllocState::Pending, Some(t)) => format_time(t),
+                _ => "-".into(),
+            },
+        ),
+        ("held", if a.held { "yes" } else { "no" }.into()),
+        (
+            "array",
+            opt(a
+                .array_id
+                .map(|arr| format!("{arr} (task {})", a.array_index.unwrap_or(0)))),
+        ),
+        (
+            "depends_on",
+            list(
+                a.depends_on
+                    .iter()
+                    .map(|d| {
+                        let what = if d.array {
+                            format!("{} (array)", d.on)
+                        } else {
+                            d.on.to_string()
+                        };
+                        format!("{what}:{}", d.kind.as_str())
+                    })
+                    .collect(),
+            ),
+        ),
+        ("requeued_from", opt(a.requeued_from.map(|x| x.to_string()))),
+        ("requeued_as", opt(a.requeued_as.map(|x| x.to_string()))),
         ("tenant", a.tenant.clone()),
         ("vcluster", a.vcluster.clone()),
         ("user", a.user.clone()),
@@ -246,6 +408,55 @@ mod tests {
              1:00      2     3  nid001,nid002"
         );
         assert!(lines[1].contains("  -  (resources)"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn arrays_fold_into_one_line_unless_expanded() {
+        let mut tasks: Vec<Allocation> = (0..3)
+            .map(|i| {
+                let mut a = alloc(10 + i, "sweep");
+                a.array_id = Some(10);
+                a.array_index = Some(i as u32);
+                a.reason = Some("array_limit".into());
+                a
+            })
+            .collect();
+        tasks[0].state = AllocState::Running;
+        tasks[0].started_at = Some(secs(10));
+        tasks[0].reason = None;
+        tasks[2].estimated_start = Some(secs(600));
+        let mut all = vec![alloc(7, "solo")];
+        all.extend(tasks);
+        let folded = table_view(
+            &all,
+            secs(70),
+            View {
+                start: true,
+                ..Default::default()
+            },
+        );
+        let lines: Vec<&str> = folded.lines().collect();
+        assert_eq!(lines.len(), 3, "{folded}");
+        assert!(lines[0].contains("START"), "{folded}");
+        assert_eq!(
+            lines[2],
+            "10_[0-2]  sweep  physics  alice  running  1:00      1  2026-03-01T12:10:00Z  \
+             2 pending, 1 running (array_limit)"
+        );
+        let expanded = table_view(
+            &all,
+            secs(70),
+            View {
+                expand: true,
+                ..Default::default()
+            },
+        );
+        let ids: Vec<&str> = expanded
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(ids, ["7", "10_0", "10_1", "10_2"]);
     }
 
     #[test]

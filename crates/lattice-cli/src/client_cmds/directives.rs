@@ -4,8 +4,8 @@
 //!
 //! `#LATTICE` lines hold `lattice submit` flags verbatim (`#LATTICE --walltime=2h -N 4`). The
 //! common `#SBATCH` options are translated to their Lattice flags (`--time` to `--walltime`,
-//! `--partition` to `--vcluster`, `--account` to `--tenant`, ...); other `#SBATCH` options produce
-//! a warning and are ignored. Words are split like a shell does (quotes, backslashes, a `#` word
+//! `--partition` to `--vcluster`, `--account` to `--tenant`, `--array`, `--dependency` to
+//! `--depends-on`, `--hold`, ...); other `#SBATCH` options produce a warning and are ignored. Words are split like a shell does (quotes, backslashes, a `#` word
 //! starts a trailing comment).
 
 /// One directive line, already in `lattice submit` flag syntax.
@@ -79,8 +79,18 @@ fn sbatch_equivalent(option: &str) -> Option<&'static str> {
         "--partition" | "-p" => "--vcluster",
         "--account" | "-A" => "--tenant",
         "--constraint" | "-C" => "--constraint",
+        "--array" | "-a" => "--array",
+        "--dependency" | "-d" => "--depends-on",
         _ => return None,
     })
+}
+
+/// `#SBATCH` options that take no value and have a Lattice equivalent.
+fn sbatch_flag(option: &str) -> Option<&'static str> {
+    match option {
+        "--hold" | "-H" => Some("--hold"),
+        _ => None,
+    }
 }
 
 /// Turns `#SBATCH` words into `--flag=value` words; unsupported options become warnings.
@@ -114,6 +124,15 @@ fn translate_sbatch(
             ));
             continue;
         };
+        if let Some(flag) = sbatch_flag(&option) {
+            if inline.is_some() {
+                return Err(format!(
+                    "#SBATCH option {option} takes no value (line {line})"
+                ));
+            }
+            out.push(flag.to_string());
+            continue;
+        }
         match sbatch_equivalent(&option) {
             Some(flag) => {
                 let value = match inline {

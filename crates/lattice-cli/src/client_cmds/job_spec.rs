@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 
 use clap::{Args, Parser};
+use lattice_core::array::parse_array;
+use lattice_core::dependency::parse_dependencies;
 use lattice_core::submit::{
     validate_name, SubmitRequest, MAX_NODES, MAX_PRIORITY, MAX_WALLTIME_SECONDS,
 };
@@ -55,6 +57,18 @@ pub struct JobOptions {
     /// User to run as [default: $USER]
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// Job array: task indices and an optional cap on how many run at once, e.g. 0-999%50,
+    /// 1,3,5-7, 0-15:4; each task gets LATTICE_ARRAY_ID and LATTICE_TASK_INDEX
+    #[arg(short = 'a', long, value_name = "INDICES[%N]")]
+    pub array: Option<String>,
+    /// Start only after other allocations end: ID[:success|any],... (`success`, the default,
+    /// cancels this one if the other fails) or Slurm's afterok:ID[:ID],afterany:ID; an array's
+    /// ID waits for all its tasks, N_I for one task
+    #[arg(short = 'd', long, visible_alias = "dependency", value_name = "DEPS")]
+    pub depends_on: Option<String>,
+    /// Submit held: not scheduled until `lattice release`
+    #[arg(short = 'H', long)]
+    pub hold: bool,
 }
 
 /// Parses the words of one directive line.
@@ -104,6 +118,9 @@ pub struct Layered {
     pub constraints: Vec<Sourced>,
     pub env: Vec<Sourced>,
     pub user: Option<Sourced>,
+    pub array: Option<Sourced>,
+    pub depends_on: Option<Sourced>,
+    pub hold: bool,
 }
 
 impl Layered {
@@ -121,6 +138,9 @@ impl Layered {
         set(&mut self.vcluster, opts.vcluster);
         set(&mut self.name, opts.name);
         set(&mut self.user, opts.user);
+        set(&mut self.array, opts.array);
+        set(&mut self.depends_on, opts.depends_on);
+        self.hold |= opts.hold;
         if replace_constraints && !opts.constraints.is_empty() {
             self.constraints.clear();
         }
@@ -226,6 +246,17 @@ pub fn resolve(l: Layered, user: Sourced) -> Result<SubmitRequest, String> {
         .map_err(|r| bad("--user", &user, &rejection_reason(&r)))?;
     req.user = Some(user.value);
     req.name = l.name.map(|s| s.value);
+    if let Some(s) = &l.array {
+        parse_array(&s.value).map_err(|why| bad("--array", s, &why))?;
+        req.array = Some(s.value.clone());
+    }
+    if let Some(s) = &l.depends_on {
+        parse_dependencies(&s.value).map_err(|why| bad("--depends-on", s, &why))?;
+        req.depends_on = Some(s.value.clone());
+    }
+    if l.hold {
+        req.hold = Some(true);
+    }
 
     if !l.constraints.is_empty() {
         let mut c = Constraints::default();
@@ -271,6 +302,8 @@ fn flag_of(field: &str) -> &str {
         "user" => "--user",
         "name" => "--name",
         "env" => "--env",
+        "array" => "--array",
+        "depends_on" => "--depends-on",
         f if f.starts_with("constraints") => "--constraint",
         other => other,
     }
@@ -394,6 +427,27 @@ mod tests {
             let e = build("", args).unwrap_err();
             assert!(e.starts_with("invalid -"), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn arrays_dependencies_and_holds() {
+        let script =
+            "#!/bin/sh\n#SBATCH --array=0-9%2\n#SBATCH --dependency=afterok:4\n#SBATCH -H\n";
+        let r = build(script, &[]).unwrap();
+        assert_eq!(r.array.as_deref(), Some("0-9%2"));
+        assert_eq!(r.depends_on.as_deref(), Some("afterok:4"));
+        assert_eq!(r.hold, Some(true));
+        let r = build("", &["--array", "1,3", "--depends-on", "4:any,5"]).unwrap();
+        assert_eq!(r.array.as_deref(), Some("1,3"));
+        assert_eq!(r.depends_on.as_deref(), Some("4:any,5"));
+        assert_eq!(r.hold, None);
+        let e = build("", &["--array", "9-1"]).unwrap_err();
+        assert!(
+            e.starts_with("invalid --array \"9-1\": range 9-1 runs backwards"),
+            "{e}"
+        );
+        let e = build("#LATTICE --depends-on 4:maybe\n", &[]).unwrap_err();
+        assert!(e.contains("--depends-on") && e.contains("line 1"), "{e}");
     }
 
     #[test]

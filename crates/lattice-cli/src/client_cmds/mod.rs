@@ -1,5 +1,6 @@
-//! Client subcommands (`submit`, `status`, `cancel`, `logs`, `nodes`), modelled on Slurm's
-//! `sbatch`, `squeue`, `scancel` and `sinfo`. They talk to the control plane only through
+//! Client subcommands (`submit`, `status`, `cancel`, `logs`, `nodes`, `hold`, `release`,
+//! `requeue`, `tenants`, `vclusters`, ...), modelled on Slurm's `sbatch`, `squeue`,
+//! `scancel`, `sinfo`, `scontrol` and `sacctmgr`. They talk to the control plane only through
 //! `lattice-client`.
 //!
 //! Exit codes: 0 on success, 1 when the server or the network fails (one `error: ...` line on
@@ -11,19 +12,27 @@ mod cancel;
 mod constraint;
 mod directives;
 mod duration;
+mod hold;
 mod job_spec;
 mod logs;
 mod node_view;
 mod nodes;
 mod output;
 mod raft;
+mod requeue;
 mod status;
 mod submit;
 mod table;
+mod targets;
+mod tenants;
 mod top;
+mod vclusters;
 
 use lattice_client::{Client, ClientError};
 
+// One value per process, parsed once from the command line: the size of `Submit` costs
+// nothing worth a `Box`.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand, Debug)]
 pub enum ClientCommand {
     /// Submit a batch script or a command (like sbatch).
@@ -40,6 +49,16 @@ pub enum ClientCommand {
     Top(top::TopArgs),
     /// Control-plane membership: status, add, remove, snapshot save.
     Raft(raft::RaftArgs),
+    /// Keep pending allocations from being scheduled (like scontrol hold).
+    Hold(hold::HoldArgs),
+    /// Let held allocations be scheduled again (like scontrol release).
+    Release(hold::HoldArgs),
+    /// Run allocations again as new pending ones (like scontrol requeue).
+    Requeue(requeue::RequeueArgs),
+    /// List tenants (accounts) with shares, quotas and usage, or create / change one.
+    Tenants(tenants::TenantsArgs),
+    /// List vClusters (partitions) with policy and nodes, or create / change one.
+    Vclusters(vclusters::VClustersArgs),
 }
 
 /// Why a client command stopped early; each maps to an exit code.
@@ -73,6 +92,11 @@ pub async fn run(cmd: ClientCommand, endpoint: &str) -> i32 {
         ClientCommand::Nodes(a) => nodes::run(a, endpoint).await,
         ClientCommand::Top(a) => top::run(a, endpoint).await,
         ClientCommand::Raft(a) => raft::run(a, endpoint).await,
+        ClientCommand::Hold(a) => hold::run(a, endpoint, true).await,
+        ClientCommand::Release(a) => hold::run(a, endpoint, false).await,
+        ClientCommand::Requeue(a) => requeue::run(a, endpoint).await,
+        ClientCommand::Tenants(a) => tenants::run(a, endpoint).await,
+        ClientCommand::Vclusters(a) => vclusters::run(a, endpoint).await,
     };
     exit_code(result)
 }

@@ -1,19 +1,22 @@
 //! `lattice status`: like `squeue`. Without an ID, a table of pending and running allocations
-//! (every state with `--all`, chosen ones with `--state`); with an ID, one allocation in detail.
+//! (every state with `--all`, chosen ones with `--state`), a job array folded into one line
+//! unless `--expand`, with estimated starts under `--start`; with an ID (`42` or `42_7`), one
+//! allocation in detail.
 
 use clap::Args;
 use lattice_client::ListQuery;
-use lattice_core::{AllocId, AllocState, Allocation};
+use lattice_core::{AllocState, Allocation, JobRef};
 
-use super::alloc_view::{detail, table};
+use super::alloc_view::{detail, table_view, View};
 use super::output::{now, out, out_json, Format};
+use super::targets::job_ref;
 use super::{connect, CmdError};
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// Show this allocation in detail
-    #[arg(value_name = "ID")]
-    pub id: Option<AllocId>,
+    /// Show this allocation in detail: N, or N_I for task I of array N
+    #[arg(value_name = "ID", value_parser = job_ref)]
+    pub id: Option<JobRef>,
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table, value_name = "FORMAT")]
     pub output: Format,
@@ -45,6 +48,12 @@ pub struct StatusArgs {
         conflicts_with = "id"
     )]
     pub vcluster: Option<String>,
+    /// One line per job-array task (arrays are folded into one line by default)
+    #[arg(long, conflicts_with = "id")]
+    pub expand: bool,
+    /// Add a START column: when pending allocations are expected to start (like squeue --start)
+    #[arg(long, conflicts_with = "id")]
+    pub start: bool,
 }
 
 /// A state by its name or its Slurm abbreviation, in any case.
@@ -66,7 +75,7 @@ fn parse_state(text: &str) -> Result<AllocState, String> {
 pub async fn run(args: StatusArgs, endpoint: &str) -> Result<(), CmdError> {
     let client = connect(endpoint)?;
     if let Some(id) = args.id {
-        let alloc = client.get_allocation(id).await?;
+        let alloc = client.get_allocation_ref(&id.to_string()).await?;
         return match args.output {
             Format::Json => out_json(&alloc),
             Format::Table | Format::Wide => out(&detail(&alloc, now())),
@@ -79,6 +88,7 @@ pub async fn run(args: StatusArgs, endpoint: &str) -> Result<(), CmdError> {
             tenant: args.tenant.clone(),
             user: args.user.clone(),
             vcluster: args.vcluster.clone(),
+            array: None,
             limit: None,
             cursor: None,
         };
@@ -86,10 +96,14 @@ pub async fn run(args: StatusArgs, endpoint: &str) -> Result<(), CmdError> {
     }
     allocs.sort_by_key(|a| a.id);
     allocs.dedup_by_key(|a| a.id);
+    let view = View {
+        wide: args.output == Format::Wide,
+        expand: args.expand,
+        start: args.start,
+    };
     match args.output {
         Format::Json => out_json(&allocs),
-        Format::Table => out(&table(&allocs, now(), false)),
-        Format::Wide => out(&table(&allocs, now(), true)),
+        Format::Table | Format::Wide => out(&table_view(&allocs, now(), view)),
     }
 }
 
@@ -154,7 +168,18 @@ mod tests {
         assert_eq!(a.user.as_deref(), Some("bob"));
         assert_eq!(a.vcluster.as_deref(), Some("gpu"));
         let a = status(&["42", "-o", "json"]);
-        assert_eq!((a.id, a.output), (Some(42), Format::Json));
+        assert_eq!((a.id, a.output), (Some(JobRef::Id(42)), Format::Json));
+        let a = status(&["42_7"]);
+        assert_eq!(
+            a.id,
+            Some(JobRef::Task {
+                array: 42,
+                index: 7
+            })
+        );
+        let a = status(&["--expand", "--start"]);
+        assert!(a.expand && a.start);
+        assert!(parse(&["status", "42", "--expand"]).is_err());
         assert!(parse(&["status", "-o", "yaml"]).is_err());
         assert!(parse(&["status", "x"]).is_err());
         assert!(parse(&["status", "42", "--all"]).is_err());

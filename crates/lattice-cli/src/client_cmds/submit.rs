@@ -16,11 +16,15 @@ use super::{connect, CmdError};
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  lattice submit -N 2 -t 1:00:00 job.sh\n  \
     lattice submit -t 30m -C gpu_type=H100 -- python train.py --epochs 3\n  \
-    lattice submit --wrap 'hostname; sleep 10'\n\n\
+    lattice submit --wrap 'hostname; sleep 10'\n  \
+    lattice submit --array 0-999%50 job.sh      (task i: $LATTICE_TASK_INDEX)\n  \
+    lattice submit --depends-on 41:success,40:any -- ./post.sh\n  \
+    lattice submit --hold job.sh                (then: lattice release ID)\n\n\
     Script directives (at the top of the script, before the first command):\n  \
     #LATTICE lines take the flags above, e.g. #LATTICE --walltime=2h -C gpu_type=H100\n  \
-    #SBATCH -N/--nodes, -t/--time, -J/--job-name, -p/--partition, -A/--account and\n  \
-    -C/--constraint are understood; other #SBATCH options are ignored with a warning.\n\
+    #SBATCH -N/--nodes, -t/--time, -J/--job-name, -p/--partition, -A/--account,\n  \
+    -C/--constraint, -a/--array, -d/--dependency and -H/--hold are understood; other\n  \
+    #SBATCH options are ignored with a warning.\n\
     Flags on the command line override directives.")]
 pub struct SubmitArgs {
     #[command(flatten)]
@@ -102,6 +106,8 @@ pub async fn run(args: SubmitArgs, endpoint: &str) -> Result<(), CmdError> {
         out_json(&alloc)
     } else if args.parsable {
         out(&format!("{}\n", alloc.id))
+    } else if let (Some(array), Some(text)) = (alloc.array_id, &req.array) {
+        out(&format!("Submitted array {array} (tasks {text})\n"))
     } else {
         out(&format!("Submitted allocation {}\n", alloc.id))
     }

@@ -312,3 +312,99 @@ pub fn path_str(p: &Path) -> String {
 pub fn pathbuf(p: &Path, rest: &str) -> PathBuf {
     p.join(rest)
 }
+
+// ---- helpers for the scheduling-policy tests (policy_*.rs) ----
+
+/// Starts `lattice agent` like [`start_agent`], presenting nodes with `features`.
+pub fn start_agent_with_features(
+    server: &str,
+    name: &str,
+    nodes: u32,
+    work_dir: &Path,
+    features: &[&str],
+) -> Proc {
+    let nodes = nodes.to_string();
+    let mut args = vec![
+        "agent",
+        "--server",
+        server,
+        "--node-id",
+        name,
+        "--nodes",
+        &nodes,
+        "--listen",
+        "127.0.0.1:0",
+        "--work-dir",
+        work_dir.to_str().unwrap(),
+    ];
+    for f in features {
+        args.extend(["--feature", f]);
+    }
+    spawn(
+        &args,
+        &[
+            ("LATTICE_AGENT__HEARTBEAT_INTERVAL_SECONDS", "1"),
+            ("LATTICE_AGENT__KILL_GRACE_SECONDS", "2"),
+        ],
+        "agent listening on ",
+    )
+}
+
+/// A server and agents for policy tests; fields drop in order: agents stop (and report)
+/// before the server.
+pub struct PolicyCluster {
+    pub api: String,
+    pub agents: Vec<Proc>,
+    pub server: Proc,
+    pub dir: tempfile::TempDir,
+}
+
+impl PolicyCluster {
+    /// A server (with `server_env`) and one agent presenting `nodes` nodes `n-1..`.
+    pub fn start(nodes: u32, server_env: &[(&str, &str)]) -> Self {
+        let dir = tempdir();
+        let server = start_server(&dir.path().join("server"), "127.0.0.1:0", server_env);
+        let agent = start_agent(&server.url, "n", nodes, &dir.path().join("agent"), &[]);
+        wait_nodes_ready(&server.url, nodes as usize);
+        PolicyCluster {
+            api: server.url.clone(),
+            agents: vec![agent],
+            server,
+            dir,
+        }
+    }
+
+    /// The CLI against this cluster; asserts it succeeded and returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = cli(&self.api, args);
+        assert_eq!(code, 0, "lattice {args:?} failed: {out} {err}");
+        out
+    }
+
+    /// The CLI against this cluster; asserts it failed and returns (code, stderr).
+    pub fn fails(&self, args: &[&str]) -> (i32, String) {
+        let (code, out, err) = cli(&self.api, args);
+        assert_ne!(code, 0, "lattice {args:?} succeeded: {out}");
+        (code, err)
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        get(&format!("{}{path}", self.api))
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        call(method, &format!("{}{path}", self.api), body)
+    }
+
+    /// Waits until allocation `id` has `reason` while pending, and returns it.
+    pub fn wait_reason(&self, id: u64, reason: &str) -> Value {
+        wait_for(
+            30,
+            &format!("allocation {id} to wait with reason {reason}"),
+            || {
+                let a = allocation(&self.api, id);
+                (a["state"] == "pending" && a["reason"] == reason).then_some(a)
+            },
+        )
+    }
+}

@@ -77,8 +77,12 @@ pub struct Cycle<'a> {
     tenant_index: FastMap<&'a str, u32>,
     /// Tenant loads, including this cycle's placements.
     pub loads: Vec<TenantLoad>,
+    /// Whether each tenant has a quota at all (most do not: their checks are skipped).
+    pub has_quota: Vec<bool>,
     /// Running elements per array, including this cycle's placements.
     pub array_running: FastMap<AllocId, u32>,
+    /// Queues at least this long are built on two threads (see `queue.rs`).
+    pub parallel_from: usize,
 }
 
 impl<'a> Cycle<'a> {
@@ -105,6 +109,10 @@ impl<'a> Cycle<'a> {
             .map(|(i, t)| (t.name.as_str(), i as u32))
             .collect();
         let loads = tenants.iter().map(|t| state.tenant_load(&t.name)).collect();
+        let has_quota = tenants
+            .iter()
+            .map(|t| t.max_nodes.is_some() || t.max_running.is_some())
+            .collect();
         Cycle {
             state,
             now,
@@ -115,7 +123,9 @@ impl<'a> Cycle<'a> {
             tenants,
             tenant_index,
             loads,
+            has_quota,
             array_running: FastMap::default(),
+            parallel_from: crate::scheduler::queue::PARALLEL_FROM,
         }
     }
 
@@ -143,21 +153,56 @@ impl<'a> Cycle<'a> {
     }
 
     /// Records a placement of this cycle.
-    pub fn place(&mut self, a: &'a Allocation, nodes: &[u32]) {
-        let end = self.now.plus_secs(a.walltime_seconds).as_millis();
+    pub fn place(&mut self, w: &Work, nodes: &[u32]) {
+        let end = self
+            .now
+            .plus_secs(u64::from(w.walltime_seconds))
+            .as_millis();
         for &i in nodes {
             self.taken[i as usize] = true;
             self.avail[i as usize] = end;
         }
-        if let Some(t) = self.tenant_of(&a.tenant) {
+        if let Some(t) = w.tenant() {
             let load = &mut self.loads[t as usize];
-            load.nodes += u64::from(a.nodes);
+            load.nodes += u64::from(w.nodes);
             load.running += 1;
         }
-        if let Some(array) = a.array_id {
+        if let Some(array) = w.array() {
             let r = self.array_running(array) + 1;
             self.array_running.insert(array, r);
         }
+    }
+}
+
+/// What quotas, caps and placement need to know of a pending allocation (24 bytes: the
+/// placement loop streams through 100k of these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Work {
+    /// Index of its tenant in the cycle's tenant table, or `u32::MAX`.
+    tenant: u32,
+    pub nodes: u32,
+    pub walltime_seconds: u32,
+    /// Its array's ID, or 0 (IDs start at 1).
+    array: AllocId,
+}
+
+impl Work {
+    pub fn of(cx: &Cycle<'_>, a: &Allocation) -> Self {
+        Work {
+            tenant: cx.tenant_of(&a.tenant).unwrap_or(u32::MAX),
+            nodes: a.nodes,
+            // Walltimes are at most a year (validated), well within u32 seconds.
+            walltime_seconds: u32::try_from(a.walltime_seconds).unwrap_or(u32::MAX),
+            array: a.array_id.unwrap_or(0),
+        }
+    }
+
+    pub fn tenant(&self) -> Option<u32> {
+        (self.tenant != u32::MAX).then_some(self.tenant)
+    }
+
+    pub fn array(&self) -> Option<AllocId> {
+        (self.array != 0).then_some(self.array)
     }
 }
 

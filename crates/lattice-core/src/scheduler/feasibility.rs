@@ -186,6 +186,12 @@ impl<'c> Feasibility<'c> {
 
     /// The fewest topology groups `need` nodes of the set can fit in.
     pub fn min_groups(&mut self, cx: &Cycle<'_>, id: usize, need: usize) -> usize {
+        self.prepare_groups(cx, id);
+        self.groups_for(id, need)
+    }
+
+    /// Computes the group sizes of set `id` (for [`Feasibility::groups_for`]).
+    pub fn prepare_groups(&mut self, cx: &Cycle<'_>, id: usize) {
         if self.sets[id].group_sizes.is_none() {
             let mut sizes: HashMap<u32, usize> = HashMap::new();
             for &i in self.usable(cx, id).to_vec().iter() {
@@ -195,6 +201,17 @@ impl<'c> Feasibility<'c> {
             v.sort_unstable_by(|a, b| b.cmp(a));
             self.sets[id].group_sizes = Some(v);
         }
+    }
+
+    /// Computes the group sizes of every set interned so far.
+    pub fn prepare_all_groups(&mut self, cx: &Cycle<'_>) {
+        for id in 0..self.sets.len() {
+            self.prepare_groups(cx, id);
+        }
+    }
+
+    /// [`Feasibility::min_groups`] of a set whose group sizes are prepared (1 if not).
+    pub fn groups_for(&self, id: usize, need: usize) -> usize {
         let sizes = self.sets[id].group_sizes.as_deref().unwrap_or(&[]);
         let mut sum = 0;
         for (k, s) in sizes.iter().enumerate() {

@@ -19,10 +19,11 @@ pub mod cycle;
 pub mod feasibility;
 pub mod order;
 pub mod pass;
+pub mod queue;
 pub mod reasons;
 pub mod score;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -88,29 +89,61 @@ pub fn schedule_traced(
     now: Timestamp,
     only: Option<&BTreeSet<String>>,
 ) -> (Plan, Vec<VClusterTrace>) {
+    run_cycle(state, now, only, queue::PARALLEL_FROM)
+}
+
+/// One cycle; queues of at least `parallel_from` allocations are built on two threads.
+fn run_cycle(
+    state: &ClusterState,
+    now: Timestamp,
+    only: Option<&BTreeSet<String>>,
+    parallel_from: usize,
+) -> (Plan, Vec<VClusterTrace>) {
     let mut plan = Plan::default();
     let mut traces = Vec::new();
-    let mut by_vcluster: BTreeMap<&str, Vec<&Allocation>> = BTreeMap::new();
-    for id in state.pending_ids() {
-        let Some(a) = state.allocation(*id) else {
-            continue;
-        };
-        if only.is_none_or(|o| o.contains(&a.vcluster)) {
-            by_vcluster.entry(a.vcluster.as_str()).or_default().push(a);
-        }
-    }
-    if by_vcluster.is_empty() {
+    let due: Vec<(&str, &BTreeSet<AllocId>)> = state
+        .pending_by_vcluster()
+        .iter()
+        .filter(|(name, _)| only.is_none_or(|o| o.contains(*name)))
+        .map(|(name, ids)| (name.as_str(), ids))
+        .collect();
+    if due.is_empty() {
         return (plan, traces);
     }
     let mut cx = cycle::Cycle::new(state, now);
+    cx.parallel_from = parallel_from;
     let mut reasons = reasons::Reasons::new(state);
-    for (name, pending) in by_vcluster {
+    for (name, ids) in due {
         let Some(vc) = state.vcluster(name) else {
             continue; // submissions to unknown vClusters are refused
         };
+        let pending = pending_of(state, ids);
         traces.push(pass::run(&mut cx, vc, pending, &mut plan, &mut reasons));
     }
     (plan, traces)
+}
+
+/// The allocations of a vCluster's pending set, in ID order. When the IDs are dense (the
+/// usual case: pending work is recent), one sequential walk of the allocation map is much
+/// faster than a tree lookup per ID.
+fn pending_of<'a>(state: &'a ClusterState, ids: &BTreeSet<AllocId>) -> Vec<&'a Allocation> {
+    let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
+        return Vec::new();
+    };
+    let span = last - first + 1;
+    if span <= 2 * ids.len() as u64 {
+        let mut want = ids.iter().peekable();
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, a) in state.allocations().range(first..=last) {
+            if want.peek() == Some(&id) {
+                want.next();
+                out.push(a);
+            }
+        }
+        out
+    } else {
+        ids.iter().filter_map(|id| state.allocation(*id)).collect()
+    }
 }
 
 #[cfg(test)]

@@ -123,30 +123,72 @@ fn job_ref(state: &ClusterState, id: AllocId) -> String {
         .map_or_else(|| id.to_string(), Allocation::job_ref)
 }
 
-/// Writes reasons that changed into the plan.
+/// Writes reasons that changed into the plan. Each distinct [`Why`] of a cycle is interned
+/// once (with its detail formatted once); allocations then refer to it by a small index.
 pub struct Reasons<'a> {
     state: &'a ClusterState,
-    memo: FastMap<Why<'a>, String>,
+    index: FastMap<Why<'a>, u32>,
+    table: Vec<(Why<'a>, String)>,
+    /// The last one interned: consecutive allocations often wait for the same reason.
+    last: Option<u32>,
 }
+
+/// No reason to write (the allocation starts, or keeps its reason).
+pub const NO_REASON: u32 = u32::MAX;
 
 impl<'a> Reasons<'a> {
     pub fn new(state: &'a ClusterState) -> Self {
         Reasons {
             state,
-            memo: FastMap::default(),
+            index: FastMap::default(),
+            table: Vec::new(),
+            last: None,
+        }
+    }
+
+    /// The index of `why`, interning it on first sight.
+    pub fn intern(&mut self, why: Why<'a>) -> u32 {
+        if let Some(i) = self.last.filter(|&i| self.table[i as usize].0 == why) {
+            return i;
+        }
+        if let Some(&i) = self.index.get(&why) {
+            self.last = Some(i);
+            return i;
+        }
+        let i = self.table.len() as u32;
+        let detail = why.detail(self.state);
+        self.table.push((why.clone(), detail));
+        self.index.insert(why, i);
+        self.last = Some(i);
+        i
+    }
+
+    /// Writes the reason `reason` (an index from [`Reasons::intern`]) for allocation `id`,
+    /// whose current reason and detail are `had`, if it changed.
+    pub fn note_index(
+        &self,
+        id: AllocId,
+        had: Option<&str>,
+        had_detail: Option<&str>,
+        reason: u32,
+        plan: &mut Plan,
+    ) {
+        let Some((why, detail)) = self.table.get(reason as usize) else {
+            return;
+        };
+        let code = why.reason();
+        if *why == Why::Held && had == Some(REASON_HELD) {
+            return; // keep the detail the hold wrote ("held by alice")
+        }
+        if had != Some(code) || had_detail != Some(detail.as_str()) {
+            plan.reasons
+                .push((id, code.to_string(), Some(detail.clone())));
         }
     }
 
     pub fn note(&mut self, a: &Allocation, why: Why<'a>, plan: &mut Plan) {
-        let reason = why.reason();
-        if why == Why::Held && a.reason.as_deref() == Some(REASON_HELD) {
-            return; // keep the detail the hold wrote ("held by alice")
-        }
-        let state = self.state;
-        let detail = self.memo.entry(why).or_insert_with_key(|w| w.detail(state));
-        if a.reason.as_deref() != Some(reason) || a.reason_detail.as_deref() != Some(detail) {
-            plan.reasons
-                .push((a.id, reason.to_string(), Some(detail.clone())));
-        }
+        let i = self.intern(why);
+        let (had, detail) = (a.reason.as_deref(), a.reason_detail.as_deref());
+        self.note_index(a.id, had, detail, i, plan);
     }
 }

@@ -87,7 +87,11 @@ impl<'a> FairShare<'a> {
         let terms = usage
             .iter()
             .map(|(&t, &u)| {
-                let target = if shares > 0.0 { share(t) / shares } else { 1.0 / n };
+                let target = if shares > 0.0 {
+                    share(t) / shares
+                } else {
+                    1.0 / n
+                };
                 let actual = if used > 0.0 { u / used } else { 0.0 };
                 (t, ((1.0 + target - actual) / 2.0).clamp(0.0, 1.0))
             })
@@ -100,10 +104,18 @@ impl<'a> FairShare<'a> {
     }
 }
 
-/// The weighted sum; `topology` is 1 / (fewest groups it fits in), 1 without groups.
-pub fn score(w: &Weights, a: &Allocation, now: Timestamp, fairshare: f64, topology: f64) -> f64 {
-    f64::from(w.priority) * f64::from(a.priority) / 10.0
-        + f64::from(w.age) * age_term(a.submitted_at, now)
+/// The weighted sum for an allocation of `priority` submitted at `submitted_ms`;
+/// `topology` is 1 / (fewest groups it fits in), 1 without groups.
+pub fn score(
+    w: &Weights,
+    priority: u8,
+    submitted_ms: u64,
+    now: Timestamp,
+    fairshare: f64,
+    topology: f64,
+) -> f64 {
+    f64::from(w.priority) * f64::from(priority) / 10.0
+        + f64::from(w.age) * age_term(Timestamp::from_millis(submitted_ms), now)
         + f64::from(w.fairshare) * fairshare
         + f64::from(w.topology) * topology
 }

@@ -1,7 +1,8 @@
 //! The one place allocation states change ([`ClusterState::set_state`], and
 //! [`ClusterState::finish`] for terminal transitions) and allocations are added
 //! ([`ClusterState::insert_allocation`]); each keeps the derived indexes in step: pending and
-//! running sets, state counts, tenant loads, array tallies, array members and dependents.
+//! running sets (and pending per vCluster), state counts, tenant loads, array tallies, array
+//! members and dependents.
 //! Loading a snapshot rebuilds the same indexes by inserting every allocation.
 
 use crate::allocation::{AllocId, AllocState, Allocation};
@@ -17,6 +18,10 @@ impl ClusterState {
         match a.state {
             AllocState::Pending => {
                 self.pending.insert(id);
+                self.pending_by_vcluster
+                    .entry(a.vcluster.clone())
+                    .or_default()
+                    .insert(id);
             }
             AllocState::Running => {
                 self.running.insert(id);
@@ -62,6 +67,12 @@ impl ClusterState {
         match from {
             AllocState::Pending => {
                 self.pending.remove(&id);
+                if let Some(set) = self.pending_by_vcluster.get_mut(&a.vcluster) {
+                    set.remove(&id);
+                    if set.is_empty() {
+                        self.pending_by_vcluster.remove(&a.vcluster);
+                    }
+                }
             }
             AllocState::Running => {
                 self.running.remove(&id);
@@ -78,6 +89,10 @@ impl ClusterState {
         match to {
             AllocState::Pending => {
                 self.pending.insert(id);
+                self.pending_by_vcluster
+                    .entry(a.vcluster.clone())
+                    .or_default()
+                    .insert(id);
             }
             AllocState::Running => {
                 self.running.insert(id);

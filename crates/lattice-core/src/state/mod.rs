@@ -63,6 +63,8 @@ pub struct ClusterState {
     // ---- derived indexes (not serialized) ----
     /// Pending allocations.
     pending: BTreeSet<AllocId>,
+    /// Pending allocations per vCluster.
+    pending_by_vcluster: BTreeMap<String, BTreeSet<AllocId>>,
     /// Running allocations.
     running: BTreeSet<AllocId>,
     /// Allocation count per state.
@@ -104,6 +106,7 @@ impl From<StateData> for ClusterState {
             arrays: d.arrays,
             usage: d.usage,
             pending: BTreeSet::new(),
+            pending_by_vcluster: BTreeMap::new(),
             running: BTreeSet::new(),
             state_counts: BTreeMap::new(),
             tenant_load: BTreeMap::new(),
@@ -279,6 +282,11 @@ impl ClusterState {
     /// Pending allocation IDs, ascending.
     pub fn pending_ids(&self) -> &BTreeSet<AllocId> {
         &self.pending
+    }
+
+    /// Pending allocation IDs per vCluster (vClusters with none are absent).
+    pub fn pending_by_vcluster(&self) -> &BTreeMap<String, BTreeSet<AllocId>> {
+        &self.pending_by_vcluster
     }
 
     /// Running allocation IDs, ascending.

@@ -1,5 +1,6 @@
-//! `/api/v1/allocations`: submit, list, get, cancel, and logs (fetched from the agent that ran
-//! the allocation).
+//! `/api/v1/allocations`: submit (one allocation or a whole array, with dependencies, held),
+//! list, get, cancel, hold / release / requeue, and logs (fetched from the agent that ran the
+//! allocation). An allocation in a path is `42`, or `42_7` for task 7 of array 42.
 
 use std::collections::HashMap;
 
@@ -9,11 +10,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lattice_core::state::AllocationFilter;
 use lattice_core::submit::SubmitRequest;
-use lattice_core::{AllocState, Allocation, Command, CommandOutcome};
+use lattice_core::{AllocId, AllocState, Allocation, Command, CommandOutcome, JobRef, Target};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{alloc_id, consistent_read, ApiJson};
+use super::extract::{consistent_read, ApiJson};
 use super::App;
 use crate::clock;
 
@@ -32,14 +33,31 @@ pub async fn submit(
     State(app): State<App>,
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> Result<(StatusCode, Json<Allocation>), ApiError> {
-    let spec = req.into_spec(&app.cfg.default_user)?;
+    let (spec, mut options) = req.into_submission(&app.cfg.default_user)?;
+    options.create_tenant = app.cfg.auto_create_tenants;
     let out = app
-        .propose(Command::SubmitAllocation {
+        .propose(Command::Submit {
             now: clock::now(),
             spec,
+            options,
         })
         .await?;
     Ok((StatusCode::CREATED, Json(outcome_allocation(out)?)))
+}
+
+/// The allocation a path segment names: `42`, or `42_7` (the current element of array 42
+/// with task index 7; 404 if there is none).
+pub(super) fn resolve(app: &App, text: &str) -> Result<AllocId, ApiError> {
+    match JobRef::parse(text).map_err(|e| ApiError::bad_request("id", e))? {
+        JobRef::Id(id) => Ok(id),
+        r => app
+            .state
+            .read()
+            .state
+            .resolve_ref(r)
+            .map(|a| a.id)
+            .ok_or_else(|| ApiError::not_found("allocation", text)),
+    }
 }
 
 fn parse_filter(app: &App, q: HashMap<String, String>) -> Result<AllocationFilter, ApiError> {
@@ -62,6 +80,11 @@ fn parse_filter(app: &App, q: HashMap<String, String>) -> Result<AllocationFilte
             "tenant" => f.tenant = Some(v),
             "user" => f.user = Some(v),
             "vcluster" => f.vcluster = Some(v),
+            "array" => {
+                f.array = Some(v.parse().map_err(|_| {
+                    ApiError::bad_request("array", format!("{v:?} is not an array ID"))
+                })?)
+            }
             "limit" => {
                 let n: usize = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                     ApiError::bad_request("limit", format!("{v:?} is not a positive integer"))
@@ -79,7 +102,7 @@ fn parse_filter(app: &App, q: HashMap<String, String>) -> Result<AllocationFilte
             other => {
                 return Err(ApiError::bad_request(
                     other,
-                    "unknown query parameter (known: state, tenant, user, vcluster, limit, cursor, stale)",
+                    "unknown query parameter (known: state, tenant, user, vcluster, array, limit, cursor, stale)",
                 ))
             }
         }
@@ -108,8 +131,8 @@ pub async fn get_one(
     Path(id): Path<String>,
     Query(mut q): Query<HashMap<String, String>>,
 ) -> Result<Json<Allocation>, ApiError> {
-    let id = alloc_id(&id)?;
     consistent_read(&app, &mut q).await?;
+    let id = resolve(&app, &id)?;
     if let Some(k) = q.keys().next() {
         return Err(ApiError::bad_request(
             k,
@@ -128,7 +151,7 @@ pub async fn cancel(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Result<Json<Allocation>, ApiError> {
-    let id = alloc_id(&id)?;
+    let id = resolve(&app, &id)?;
     let out = app
         .propose(Command::CancelAllocation {
             now: clock::now(),
@@ -144,7 +167,7 @@ pub async fn logs(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let id = alloc_id(&id)?;
+    let id = resolve(&app, &id)?;
     let mut stream = "stdout".to_string();
     let mut node: Option<String> = None;
     for (k, v) in q {
@@ -225,4 +248,48 @@ pub async fn logs(
         ));
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
+}
+
+/// `POST /api/v1/allocations/{id}/hold` and `/release`.
+async fn set_hold(app: App, id: String, hold: bool) -> Result<Json<Allocation>, ApiError> {
+    let id = resolve(&app, &id)?;
+    let out = app
+        .propose(Command::SetHold {
+            now: clock::now(),
+            target: Target::Allocation(id),
+            hold,
+            by: app.cfg.default_user.clone(),
+        })
+        .await?;
+    Ok(Json(outcome_allocation(out)?))
+}
+
+pub async fn hold(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Allocation>, ApiError> {
+    set_hold(app, id, true).await
+}
+
+pub async fn release(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Allocation>, ApiError> {
+    set_hold(app, id, false).await
+}
+
+/// `POST /api/v1/allocations/{id}/requeue`: answers the NEW allocation (201).
+pub async fn requeue(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Allocation>), ApiError> {
+    let id = resolve(&app, &id)?;
+    let out = app
+        .propose(Command::Requeue {
+            now: clock::now(),
+            target: Target::Allocation(id),
+            by: app.cfg.default_user.clone(),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(outcome_allocation(out)?)))
 }

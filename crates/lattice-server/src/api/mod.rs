@@ -4,6 +4,7 @@
 
 mod agent;
 mod allocations;
+mod arrays;
 pub mod error;
 pub mod extract;
 mod health;
@@ -12,6 +13,8 @@ mod metrics;
 mod nodes;
 mod raft;
 mod telemetry;
+mod tenants;
+mod vclusters;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -100,6 +103,38 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))
         .layer(DefaultBodyLimit::max(max_body));
+    // Scheduling policy: tenants, vClusters, arrays, hold / release / requeue.
+    let policy = Router::new()
+        .route("/api/v1/tenants", get(tenants::list).post(tenants::create))
+        .route(
+            "/api/v1/tenants/{name}",
+            get(tenants::get_one).put(tenants::update),
+        )
+        .route(
+            "/api/v1/vclusters",
+            get(vclusters::list).post(vclusters::create),
+        )
+        .route(
+            "/api/v1/vclusters/{name}",
+            get(vclusters::get_one).put(vclusters::update),
+        )
+        .route(
+            "/api/v1/arrays/{id}",
+            get(arrays::get_one).delete(arrays::cancel),
+        )
+        .route("/api/v1/arrays/{id}/hold", post(arrays::hold))
+        .route("/api/v1/arrays/{id}/release", post(arrays::release))
+        .route("/api/v1/arrays/{id}/requeue", post(arrays::requeue))
+        .route("/api/v1/allocations/{id}/hold", post(allocations::hold))
+        .route(
+            "/api/v1/allocations/{id}/release",
+            post(allocations::release),
+        )
+        .route(
+            "/api/v1/allocations/{id}/requeue",
+            post(allocations::requeue),
+        )
+        .layer(DefaultBodyLimit::max(max_body));
     let raft_routes = Router::new()
         .route("/raft/append", post(raft::append))
         .route("/raft/vote", post(raft::vote))
@@ -108,6 +143,7 @@ pub fn router(app: App) -> Router {
         .route("/raft/read_index", post(raft::read_index))
         .layer(DefaultBodyLimit::max(256 << 20));
     public
+        .merge(policy)
         .merge(raft_routes)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {

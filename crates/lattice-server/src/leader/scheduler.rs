@@ -1,31 +1,74 @@
-//! The scheduling loop: whenever the state changes (a submission, an exit, a new node) and at
-//! least every `scheduler_interval_ms`, the leader computes a plan from the committed state
-//! with the pure `lattice_core::schedule` and commits it as ONE Raft entry. Apply re-validates
-//! every placement, so a plan can never double-book a node.
+//! The scheduling loop: the leader schedules each vCluster on its own `cycle_interval_ms`:
+//! a vCluster with pending work is due when its interval has passed since its last cycle
+//! (changes in between are batched into that cycle; with nothing changing, the cycle still
+//! repeats every interval, as aging and fair share move). State changes wake the loop, so new
+//! work in a quiet vCluster is scheduled at once. The due vClusters of one wake-up are
+//! scheduled together by the pure `lattice_core::scheduler::schedule_some` into ONE plan,
+//! committed as ONE Raft entry; apply re-validates every placement, so a plan can never
+//! double-book a node. One vCluster's blocked queue never holds up another's: each has its
+//! own queue and reservation inside the plan.
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use lattice_core::command::PlanOutcome;
-use lattice_core::{schedule, Command, CommandOutcome};
+use lattice_core::scheduler::schedule_some;
+use lattice_core::vcluster::DEFAULT_CYCLE_INTERVAL_MS;
+use lattice_core::{ClusterState, Command, CommandOutcome};
 use tokio::sync::watch;
 
 use crate::api::App;
 use crate::{clock, metrics};
 
+/// Which vClusters are due at `now`, given when each last ran; and the earliest time a
+/// vCluster that is not due yet will be.
+pub fn due(
+    state: &ClusterState,
+    last: &HashMap<String, Instant>,
+    now: Instant,
+) -> (BTreeSet<String>, Option<Instant>) {
+    let mut due = BTreeSet::new();
+    let mut next: Option<Instant> = None;
+    for name in state.pending_by_vcluster().keys() {
+        let interval = Duration::from_millis(
+            state
+                .vcluster(name)
+                .map_or(DEFAULT_CYCLE_INTERVAL_MS, |v| v.cycle_interval_ms),
+        );
+        match last.get(name) {
+            Some(t) if now < *t + interval => {
+                let at = *t + interval;
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+            _ => {
+                due.insert(name.clone());
+            }
+        }
+    }
+    (due, next)
+}
+
 pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
     let mut changes = app.state.subscribe();
-    let interval = Duration::from_millis(app.cfg.scheduler_interval_ms);
-    let mut last_seen_revision = 0u64;
+    let idle = Duration::from_millis(app.cfg.scheduler_interval_ms);
+    // When each vCluster's last cycle ran (on this member, as leader).
+    let mut last: HashMap<String, Instant> = HashMap::new();
+    let mut wake_at: Option<Instant> = None;
     loop {
+        let sleep = wake_at.map_or(idle, |w| {
+            w.saturating_duration_since(Instant::now()).min(idle)
+        });
         tokio::select! {
             _ = stop.changed() => return,
             r = changes.changed() => if r.is_err() { return },
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(sleep) => {}
         }
         if *stop.borrow() {
             return;
         }
         if !app.is_leader() {
+            last.clear();
+            wake_at = None;
             continue;
         }
         // Start from the committed state: as a new leader, wait until everything committed
@@ -35,27 +78,35 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
         }
         let now = clock::now();
         let started = Instant::now();
-        let (plan, revision, queued) = {
+        let (plan, due, again) = {
             let d = app.state.read();
-            let rev = d.state.revision();
-            if rev == last_seen_revision && d.state.pending_ids().is_empty() {
+            let (due, next) = due(&d.state, &last, started);
+            wake_at = next;
+            if due.is_empty() {
                 continue;
             }
-            (
-                schedule(&d.state, now),
-                rev,
-                metrics::queued_vclusters(&d.state),
-            )
+            // The due ones run again after their interval if work stays pending.
+            let again = due
+                .iter()
+                .filter_map(|v| d.state.vcluster(v))
+                .map(|vc| started + Duration::from_millis(vc.cycle_interval_ms))
+                .min();
+            (schedule_some(&d.state, now, &due), due, again)
         };
-        last_seen_revision = revision;
+        for v in &due {
+            last.insert(v.clone(), started);
+        }
+        if let Some(t) = again {
+            wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
+        }
         if plan.is_empty() {
-            metrics::cycle_of(&queued, started.elapsed().as_secs_f64());
+            metrics::cycle_of(&due, started.elapsed().as_secs_f64());
             continue;
         }
         let placements = plan.placements.len();
         match crate::forward::propose_as_leader(&app, Command::ApplyPlan { now, plan }).await {
             Ok(CommandOutcome::Plan(PlanOutcome { placed, rejected })) => {
-                metrics::cycle_of(&queued, started.elapsed().as_secs_f64());
+                metrics::cycle_of(&due, started.elapsed().as_secs_f64());
                 metrics::placed(&app.state.read().state, &placed);
                 if !rejected.is_empty() {
                     tracing::warn!(?rejected, "plan placements refused on apply");
@@ -63,11 +114,74 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
                 tracing::debug!(
                     planned = placements,
                     placed = placed.len(),
+                    ?due,
                     "scheduling cycle committed"
                 );
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e.error, "could not commit the scheduling plan"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lattice_core::allocation::{AllocationSpec, Constraints};
+    use lattice_core::vcluster::VClusterChange;
+    use lattice_core::Timestamp;
+
+    use super::*;
+
+    fn submit(s: &mut ClusterState, vcluster: &str) {
+        let spec = AllocationSpec {
+            name: "x".into(),
+            tenant: "default".into(),
+            vcluster: vcluster.into(),
+            user: "u".into(),
+            command: Some(vec!["true".into()]),
+            script: None,
+            nodes: 1,
+            walltime_seconds: 60,
+            priority: 5,
+            constraints: Constraints::default(),
+            env: Default::default(),
+        };
+        s.apply(&Command::SubmitAllocation {
+            now: Timestamp(1),
+            spec,
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn each_vcluster_runs_on_its_own_interval() {
+        let mut s = ClusterState::default();
+        s.apply(&Command::PutVCluster {
+            now: Timestamp(0),
+            name: "slow".into(),
+            change: VClusterChange {
+                cycle_interval_ms: Some(10_000),
+                ..Default::default()
+            },
+            create: true,
+        })
+        .unwrap();
+        let t0 = Instant::now();
+        let mut last = HashMap::new();
+        // Nothing pending: nothing due.
+        assert!(due(&s, &last, t0).0.is_empty());
+        submit(&mut s, "default");
+        submit(&mut s, "slow");
+        let (d, _) = due(&s, &last, t0);
+        assert_eq!(d, BTreeSet::from(["default".into(), "slow".into()]));
+        last.insert("default".to_string(), t0);
+        last.insert("slow".to_string(), t0);
+        // 600 ms later: `default` (500 ms) is due again, `slow` (10 s) is not.
+        let (d, next) = due(&s, &last, t0 + Duration::from_millis(600));
+        assert_eq!(d, BTreeSet::from(["default".to_string()]));
+        assert_eq!(next, Some(t0 + Duration::from_secs(10)));
+        let (d, next) = due(&s, &last, t0 + Duration::from_millis(100));
+        assert!(d.is_empty());
+        assert_eq!(next, Some(t0 + Duration::from_millis(500)));
     }
 }

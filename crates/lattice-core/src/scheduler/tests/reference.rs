@@ -200,7 +200,15 @@ fn reference(s: &ClusterState, now: Timestamp) -> Plan {
         } else {
             1.0
         };
-        queue.push((score(&vc.weights, a, now, fs.term(&a.tenant), topo), a));
+        let sc = score(
+            &vc.weights,
+            a.priority,
+            a.submitted_at.as_millis(),
+            now,
+            fs.term(&a.tenant),
+            topo,
+        );
+        queue.push((sc, a));
     }
     queue.sort_by(|x, y| y.0.total_cmp(&x.0).then_with(|| order::tie_break(x.1, y.1)));
 
@@ -310,6 +318,9 @@ fn reference(s: &ClusterState, now: Timestamp) -> Plan {
             }
         }
     }
+
+    // The plan lists reasons in ID order.
+    plan.reasons.sort_by_key(|r| r.0);
 
     // Conservative estimates for the first blocked allocations.
     let mut est: BTreeMap<AllocId, u64> = BTreeMap::new();
@@ -532,6 +543,8 @@ proptest! {
         submit_jobs(&mut s, &first);
         let plan = schedule(&s, at(30));
         prop_assert_eq!(&plan, &reference(&s, at(30)));
+        // Large queues are built on two threads: the same plan.
+        prop_assert_eq!(&plan, &super::super::run_cycle(&s, at(30), None, 2).0);
         cycle(&mut s, at(30));
 
         let reports: Vec<ExitReport> = s
@@ -553,6 +566,7 @@ proptest! {
         submit_jobs(&mut s, &second);
         let plan = schedule(&s, at(32));
         prop_assert_eq!(&plan, &reference(&s, at(32)));
+        prop_assert_eq!(&plan, &super::super::run_cycle(&s, at(32), None, 2).0);
         cycle(&mut s, at(32));
         // At the same time (scores age, so order may legitimately change later).
         let third = schedule(&s, at(32));
