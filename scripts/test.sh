@@ -28,6 +28,6 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 cargo build --workspace --all-targets
-cargo nextest run --workspace --no-fail-fast "$@"
-# Doc tests are not run by nextest.
+# Doc tests are not run by nextest; run them first so nextest's summary closes the output.
 cargo test --workspace --doc
+cargo nextest run --workspace --no-fail-fast "$@"
