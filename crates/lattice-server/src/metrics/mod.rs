@@ -252,23 +252,12 @@ pub fn cycle(vcluster: &str, secs: f64) {
     METRICS.cycle.with_label_values(&[vcluster]).observe(secs);
 }
 
-/// One scheduling cycle that served every vCluster in `vclusters` (those with queued work
-/// when it started). Until the scheduler runs one cycle per vCluster, a cycle covers them all
-/// and is observed once for each.
+/// One scheduling cycle that served every vCluster in `vclusters` (those due together in one
+/// plan): the pure scheduler is not timed per vCluster, so the cycle is observed once for each.
 pub fn cycle_of(vclusters: &BTreeSet<String>, secs: f64) {
     for v in vclusters {
         cycle(v, secs);
     }
-}
-
-/// vClusters with pending allocations (what a cycle starting now serves).
-pub fn queued_vclusters(state: &ClusterState) -> BTreeSet<String> {
-    state
-        .pending_ids()
-        .iter()
-        .filter_map(|id| state.allocation(*id))
-        .map(|a| a.vcluster.clone())
-        .collect()
 }
 
 /// Allocations `placed` by a committed plan: counted per (vCluster, tenant).
