@@ -146,18 +146,21 @@ pub async fn run(
             "some allocations did not stop in time"
         );
     }
-    let pending = ranks.pending_reports().len();
+    let pending = {
+        let p = ranks.pending();
+        p.reports.len() + p.checkpoints.len()
+    };
     if pending > 0 {
         let once = client.with_retry_for(Duration::ZERO);
         let nodes = config.node_ids();
         match tokio::time::timeout(FINAL_REPORT_TIMEOUT, heartbeat::send(&once, &ranks, &nodes))
             .await
         {
-            Ok(Ok(_)) => tracing::info!(reports = pending, "final exit reports delivered"),
+            Ok(Ok(_)) => tracing::info!(reports = pending, "final reports delivered"),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, reports = pending, "cannot deliver final exit reports")
+                tracing::warn!(error = %e, reports = pending, "cannot deliver final reports")
             }
-            Err(_) => tracing::warn!(reports = pending, "final exit reports timed out"),
+            Err(_) => tracing::warn!(reports = pending, "final reports timed out"),
         }
     }
     if let Some(t) = telemetry {

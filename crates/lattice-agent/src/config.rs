@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::discovery;
 use crate::error::AgentError;
+use crate::layout;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -25,7 +26,10 @@ pub struct AgentConfig {
     pub heartbeat_interval_seconds: u64,
     /// Time between SIGTERM and SIGKILL when a rank is stopped or hits its walltime.
     pub kill_grace_seconds: u64,
-    /// Per-rank directories live under `{work_dir}/{node_id}/{allocation_id}/`.
+    /// Per-rank output and records live under `{work_dir}/{node_id}/{allocation_id}/`, the
+    /// allocations' working directories under `{work_dir}/allocations/` (see `layout`). Put
+    /// it on a filesystem shared by the nodes so that a requeued allocation finds its files
+    /// (its checkpoint) wherever it restarts.
     pub work_dir: PathBuf,
     /// Address of the agent's own HTTP server (health, logs).
     pub listen_addr: SocketAddr,
@@ -79,6 +83,9 @@ impl AgentConfig {
             && !self.node_id.starts_with('.');
         if !id_ok {
             return bad("node_id: use letters, digits, '-', '_' and '.' (not leading)");
+        }
+        if self.node_ids().iter().any(|n| n == layout::ALLOCATIONS_DIR) {
+            return bad("node_id: \"allocations\" is reserved (work_dir/allocations holds the allocations' directories)");
         }
         if self.heartbeat_interval_seconds == 0 {
             return bad("heartbeat_interval_seconds: must be at least 1");
@@ -159,6 +166,10 @@ mod tests {
             },
             AgentConfig {
                 heartbeat_interval_seconds: 0,
+                ..ok.clone()
+            },
+            AgentConfig {
+                node_id: "allocations".into(),
                 ..ok.clone()
             },
             AgentConfig {

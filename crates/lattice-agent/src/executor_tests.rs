@@ -1,5 +1,6 @@
 //! Process-layer tests: real processes in real process groups, stopped, timed out and
-//! recovered. Every wait is a poll with a deadline.
+//! recovered. Every wait is a poll with a deadline. (Checkpoints and preemption:
+//! `executor_checkpoint_tests.rs`, which shares these helpers.)
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,22 +15,22 @@ use super::*;
 use crate::launch::{STDERR_FILE, STDOUT_FILE};
 use crate::records::{EXIT_FILE, LOST_MESSAGE, PID_FILE};
 
-const DEADLINE: Duration = Duration::from_secs(15);
+pub(super) const DEADLINE: Duration = Duration::from_secs(15);
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    ranks: Arc<Ranks>,
-    exec: Executor,
-    shutdown: watch::Sender<bool>,
+pub(super) struct Fixture {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) ranks: Arc<Ranks>,
+    pub(super) exec: Executor,
+    pub(super) shutdown: watch::Sender<bool>,
 }
 
-fn fixture() -> Fixture {
+pub(super) fn fixture() -> Fixture {
     process::become_subreaper();
     let dir = tempfile::tempdir().expect("tempdir");
     fixture_in(dir)
 }
 
-fn fixture_in(dir: tempfile::TempDir) -> Fixture {
+pub(super) fn fixture_in(dir: tempfile::TempDir) -> Fixture {
     let ranks = Arc::new(Ranks::default());
     let (shutdown, rx) = watch::channel(false);
     let exec = Executor::new(
@@ -46,7 +47,7 @@ fn fixture_in(dir: tempfile::TempDir) -> Fixture {
     }
 }
 
-fn assignment(id: u64, command: &[&str]) -> Assignment {
+pub(super) fn assignment(id: u64, command: &[&str]) -> Assignment {
     Assignment {
         allocation_id: id,
         node_id: "n1".into(),
@@ -62,10 +63,21 @@ fn assignment(id: u64, command: &[&str]) -> Assignment {
         env: BTreeMap::new(),
         walltime_seconds: 60,
         started_at: None,
+        run: 0,
+        checkpoint: Default::default(),
+        checkpoint_requests: 0,
     }
 }
 
-async fn eventually<F, Fut>(what: &str, mut cond: F)
+/// An assignment running `script` with `/bin/sh`.
+pub(super) fn script_assignment(id: u64, script: &str) -> Assignment {
+    let mut a = assignment(id, &[]);
+    a.command = None;
+    a.script = Some(script.to_string());
+    a
+}
+
+pub(super) async fn eventually<F, Fut>(what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -77,8 +89,8 @@ where
     }
 }
 
-/// Waits for the rank's exit report.
-async fn report_of(f: &Fixture, id: u64) -> ExitReport {
+/// Waits for the rank's exit report (of any run).
+pub(super) async fn report_of(f: &Fixture, id: u64) -> ExitReport {
     let mut found = None;
     eventually("the exit report", || {
         found = f
@@ -92,11 +104,12 @@ async fn report_of(f: &Fixture, id: u64) -> ExitReport {
     found.expect("found")
 }
 
-fn rank_dir(f: &Fixture, id: u64) -> PathBuf {
+/// The output directory, also the records directory of run 0.
+pub(super) fn rank_dir(f: &Fixture, id: u64) -> PathBuf {
     f.dir.path().join("n1").join(id.to_string())
 }
 
-fn pgid_of(f: &Fixture, id: u64) -> i32 {
+pub(super) fn pgid_of(f: &Fixture, id: u64) -> i32 {
     let text = std::fs::read_to_string(rank_dir(f, id).join(PID_FILE)).expect("pid file");
     records::parse_pid(&text).expect("pgid")
 }
@@ -118,7 +131,7 @@ fn group_members(pgid: i32) -> usize {
         .count()
 }
 
-async fn assert_group_gone(pgid: i32) {
+pub(super) async fn assert_group_gone(pgid: i32) {
     eventually("the process group to vanish", || {
         std::future::ready(kill(Pid::from_raw(-pgid), None) == Err(Errno::ESRCH))
     })
@@ -147,7 +160,7 @@ async fn stop_kills_the_whole_process_group() {
     assert_eq!(records::parse_exit(&exit), Some(r));
 }
 
-fn libc_sigterm() -> i32 {
+pub(super) fn libc_sigterm() -> i32 {
     nix::sys::signal::Signal::SIGTERM as i32
 }
 
@@ -248,7 +261,8 @@ async fn sets_the_environment() {
     a.script = Some(
         "for v in FOO LATTICE_ALLOCATION_ID LATTICE_NODE_ID LATTICE_NODES LATTICE_NODE_RANK \
          LATTICE_NUM_NODES LATTICE_JOB_NAME LATTICE_TENANT LATTICE_USER LATTICE_WORKDIR \
-         AGENT_ENV_MARKER; do eval \"echo $v=\\$$v\"; done\npwd\n"
+         LATTICE_RESTART_COUNT AGENT_ENV_MARKER; do eval \"echo $v=\\$$v\"; done\n\
+         echo ack=${LATTICE_CHECKPOINT_ACK-unset}\npwd\n"
             .into(),
     );
     a.env.insert("FOO".into(), "bar baz".into());
@@ -258,12 +272,14 @@ async fn sets_the_environment() {
     f.exec.apply(vec![Action::Start(Box::new(a))]);
     let r = report_of(&f, 7).await;
     assert_eq!(r.exit_code, Some(0), "{r:?}");
-    let dir = rank_dir(&f, 7);
-    let out = std::fs::read_to_string(dir.join(STDOUT_FILE)).expect("stdout");
+    let out = std::fs::read_to_string(rank_dir(&f, 7).join(STDOUT_FILE)).expect("stdout");
+    // The working directory is the allocation's, shared by its ranks and runs.
+    let dir = f.dir.path().join("allocations").join("7");
     let expected = format!(
         "FOO=bar baz\nLATTICE_ALLOCATION_ID=7\nLATTICE_NODE_ID=n1\nLATTICE_NODES=n0,n1\n\
          LATTICE_NODE_RANK=1\nLATTICE_NUM_NODES=2\nLATTICE_JOB_NAME=envtest\nLATTICE_TENANT=t\n\
-         LATTICE_USER=u\nLATTICE_WORKDIR={d}\nAGENT_ENV_MARKER={m}\n{d}\n",
+         LATTICE_USER=u\nLATTICE_WORKDIR={d}\nLATTICE_RESTART_COUNT=0\nAGENT_ENV_MARKER={m}\n\
+         ack=unset\n{d}\n",
         d = dir.display(),
         m = std::env::var("AGENT_ENV_MARKER").unwrap_or_default(),
     );
@@ -295,7 +311,7 @@ async fn never_runs_twice_across_restarts() {
     let f = fixture();
     let mut a = assignment(9, &[]);
     a.command = None;
-    a.script = Some("echo ran >> ../runs-9\nexit 4\n".into());
+    a.script = Some("echo ran >> \"$LATTICE_WORKDIR/runs\"\nexit 4\n".into());
     f.exec.apply(vec![Action::Start(Box::new(a.clone()))]);
     let first = report_of(&f, 9).await;
     assert_eq!(first.exit_code, Some(4));
@@ -305,13 +321,13 @@ async fn never_runs_twice_across_restarts() {
     g.exec.apply(vec![Action::Start(Box::new(a))]);
     let again = report_of(&g, 9).await;
     assert_eq!(again, first);
-    let runs = std::fs::read_to_string(g.dir.path().join("n1").join("runs-9")).expect("runs");
+    let runs = std::fs::read_to_string(g.dir.path().join("allocations/9/runs")).expect("runs");
     assert_eq!(runs, "ran\n");
 }
 
 /// Starts `sh -c script` in its own process group as if an earlier agent had, writes its pid
 /// file, and reaps it from a thread (as init would for an orphan).
-fn earlier_run(f: &Fixture, id: u64, script: &str) -> i32 {
+pub(super) fn earlier_run(f: &Fixture, id: u64, script: &str) -> i32 {
     let dir = rank_dir(f, id);
     std::fs::create_dir_all(&dir).expect("dir");
     let mut child = std::process::Command::new("sh")

@@ -1,8 +1,9 @@
-//! The heartbeat loop: every `heartbeat_interval_seconds`, and at once whenever an exit report
-//! is queued, tells the control plane that the agent's nodes are alive and carries every
-//! pending exit report. Reports stay queued until a heartbeat carrying them succeeds (the
-//! control plane ignores duplicates, so resending is safe). Nodes the control plane does not
-//! know are registered again.
+//! The heartbeat loop: every `heartbeat_interval_seconds`, and at once whenever a report is
+//! queued, tells the control plane that the agent's nodes are alive and carries every pending
+//! checkpoint and exit report (taken together, so a rank's checkpoints travel no later than
+//! its exit; the control plane applies `checkpoints` before `reports`). Reports stay queued
+//! until a heartbeat carrying them succeeds (the control plane ignores duplicates, so
+//! resending is safe). Nodes the control plane does not know are registered again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,36 +75,48 @@ impl Heartbeat {
                 Err(e) => {
                     failures += 1;
                     if failures.is_power_of_two() {
-                        tracing::warn!(error = %e, failures, pending_reports = self.ranks.pending_reports().len(), "heartbeat failed");
+                        let pending = self.ranks.pending();
+                        tracing::warn!(
+                            error = %e,
+                            failures,
+                            pending_reports = pending.reports.len(),
+                            pending_checkpoints = pending.checkpoints.len(),
+                            "heartbeat failed"
+                        );
                     }
                 }
             }
         }
     }
 
-    /// Sends one heartbeat with every pending report and marks them delivered on success.
+    /// Sends one heartbeat with every pending report (exit and checkpoint) and marks them delivered on success.
     /// Returns the presented nodes the control plane does not know.
     pub async fn beat_once(&self) -> Result<Vec<NodeId>, ClientError> {
         send(&self.client, &self.ranks, &self.nodes).await
     }
 }
 
-/// One heartbeat carrying the pending reports of `ranks`; used by the loop and, once, at
+/// One heartbeat carrying the pending exit and checkpoint reports of `ranks`; used by the loop and, once, at
 /// shutdown. Returns the presented nodes the control plane does not know.
 pub async fn send(
     client: &Client,
     ranks: &Ranks,
     nodes: &[NodeId],
 ) -> Result<Vec<NodeId>, ClientError> {
-    let reports = ranks.pending_reports();
+    let pending = ranks.pending();
     let req = HeartbeatRequest {
         nodes: nodes.to_vec(),
-        reports,
+        reports: pending.reports.clone(),
+        checkpoints: pending.checkpoints.clone(),
     };
     let resp = client.heartbeat(&req).await?;
-    if !req.reports.is_empty() {
-        tracing::debug!(reports = req.reports.len(), "exit reports delivered");
-        ranks.ack(&req.reports);
+    if !pending.is_empty() {
+        tracing::debug!(
+            reports = pending.reports.len(),
+            checkpoints = pending.checkpoints.len(),
+            "reports delivered"
+        );
+        ranks.ack(&pending);
     }
     Ok(resp
         .unknown_nodes

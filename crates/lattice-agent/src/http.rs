@@ -1,7 +1,8 @@
 //! The agent's own HTTP server: `GET /healthz`, `GET /metrics` (the agent's own metrics, in
 //! the classic Prometheus text format) and
 //! `GET /allocations/{id}/logs?node=&stream=stdout|stderr&tail_bytes=`, which streams a
-//! rank's captured output as plain text. Errors are JSON bodies `{"error": "..."}`.
+//! rank's captured output as plain text (every run of the allocation on that node, in order:
+//! runs append to the same files). Errors are JSON bodies `{"error": "..."}`.
 
 use std::io::SeekFrom;
 use std::path::PathBuf;
@@ -18,9 +19,9 @@ use lattice_core::{AllocId, NodeId};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::launch::{self, STDERR_FILE, STDOUT_FILE};
+use crate::launch::{STDERR_FILE, STDOUT_FILE};
+use crate::layout;
 use crate::metrics::AgentMetrics;
-use crate::reconcile::RankKey;
 
 /// Read size of the log stream.
 const CHUNK: u64 = 64 * 1024;
@@ -111,12 +112,12 @@ async fn logs(
                     "node {node:?} is not served by this agent"
                 )));
             }
-            launch::rank_dir(&state.work_dir, &RankKey::new(id, node))
+            layout::output_dir(&state.work_dir, &node, id)
         }
         None => state
             .nodes
             .iter()
-            .map(|n| launch::rank_dir(&state.work_dir, &RankKey::new(id, n.clone())))
+            .map(|n| layout::output_dir(&state.work_dir, n, id))
             .find(|d| d.is_dir())
             .ok_or_else(|| {
                 HttpError::NotFound(format!("allocation {id} has no output on this agent"))

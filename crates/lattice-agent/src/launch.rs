@@ -1,8 +1,17 @@
-//! Launching one rank: [`plan`] turns an assignment into a [`LaunchPlan`] (directory, program,
-//! arguments, environment) as a pure function; [`spawn`] prepares the directory and starts the
-//! process in its own process group with stdout and stderr going to files.
+//! Launching one rank: [`plan`] turns an assignment into a [`LaunchPlan`] (directories,
+//! program, arguments, environment) as a pure function; [`spawn`] prepares the directories
+//! and starts the process in its own process group, in the allocation's directory, with
+//! stdout and stderr appended to the files of its output directory (see `layout`).
+//!
+//! Besides the assignment's own environment, every rank gets the `LATTICE_*` variables below
+//! (they win over the user's): its allocation, node, rank, the node list, job name, tenant,
+//! user, `LATTICE_WORKDIR` (the allocation's directory, also the working directory) and
+//! `LATTICE_RESTART_COUNT` (the run: 0 first, +1 per preemption). A checkpointable allocation
+//! also gets `LATTICE_CHECKPOINT_SIGNAL` (the signal that asks for a checkpoint) and
+//! `LATTICE_CHECKPOINT_ACK` (the absolute path of the file to write once it is done; see
+//! `checkpoint`).
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,6 +19,7 @@ use std::process::Stdio;
 use lattice_core::agent::Assignment;
 use tokio::process::{Child, Command};
 
+use crate::layout;
 use crate::reconcile::RankKey;
 
 pub const STDOUT_FILE: &str = "stdout";
@@ -53,20 +63,18 @@ impl LaunchError {
 /// Everything needed to start one rank.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LaunchPlan {
-    pub dir: PathBuf,
+    /// stdout, stderr and script.sh (shared by the allocation's runs on this node).
+    pub output_dir: PathBuf,
+    /// This run's `pid`, `exit` and checkpoint acknowledgement.
+    pub records_dir: PathBuf,
+    /// The working directory: the allocation's directory.
+    pub cwd: PathBuf,
     pub program: String,
     pub args: Vec<String>,
-    /// Written to `script.sh` in `dir` before starting (for script allocations).
+    /// Written to `script.sh` in `output_dir` before starting (for script allocations).
     pub script: Option<String>,
     /// Added to the agent's own environment; later entries win.
     pub env: Vec<(String, String)>,
-}
-
-/// `{work_dir}/{node_id}/{allocation_id}`.
-pub fn rank_dir(work_dir: &Path, key: &RankKey) -> PathBuf {
-    work_dir
-        .join(&key.node_id)
-        .join(key.allocation_id.to_string())
 }
 
 /// The interpreter of a script: its `#!` line as the kernel reads it (program and at most one
@@ -85,9 +93,13 @@ fn interpreter(script: &str) -> (String, Vec<String>) {
     ("/bin/sh".to_string(), Vec::new())
 }
 
-/// Decides how to launch `a` under `work_dir` (pure).
+/// Decides how to launch `a` under `work_dir` (pure). `work_dir` should be absolute: the
+/// script and the acknowledgement file are named by paths under it.
 pub fn plan(a: &Assignment, work_dir: &Path) -> Result<LaunchPlan, LaunchError> {
-    let dir = rank_dir(work_dir, &RankKey::of(a));
+    let key = RankKey::of(a);
+    let output_dir = layout::rank_output_dir(work_dir, &key);
+    let records_dir = layout::records_dir(work_dir, &key);
+    let cwd = layout::allocation_dir(work_dir, a.allocation_id);
     let (program, args, script) = match (&a.command, &a.script) {
         (Some(argv), _) => match argv.split_first() {
             Some((p, rest)) if !p.is_empty() => (p.clone(), rest.to_vec(), None),
@@ -95,12 +107,13 @@ pub fn plan(a: &Assignment, work_dir: &Path) -> Result<LaunchPlan, LaunchError> 
         },
         (None, Some(s)) => {
             let (program, mut args) = interpreter(s);
-            args.push(SCRIPT_FILE.to_string());
+            // By absolute path: the working directory is the allocation's, not this one.
+            args.push(output_dir.join(SCRIPT_FILE).display().to_string());
             (program, args, Some(s.clone()))
         }
         (None, None) => return Err(LaunchError::NothingToRun),
     };
-    let mut env = Vec::with_capacity(a.env.len() + 9);
+    let mut env = Vec::with_capacity(a.env.len() + 12);
     for (k, v) in &a.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
             return Err(LaunchError::BadEnv(k.clone()));
@@ -116,11 +129,22 @@ pub fn plan(a: &Assignment, work_dir: &Path) -> Result<LaunchPlan, LaunchError> 
         ("LATTICE_JOB_NAME", a.name.clone()),
         ("LATTICE_TENANT", a.tenant.clone()),
         ("LATTICE_USER", a.user.clone()),
-        ("LATTICE_WORKDIR", dir.display().to_string()),
+        ("LATTICE_WORKDIR", cwd.display().to_string()),
+        ("LATTICE_RESTART_COUNT", a.run.to_string()),
     ];
     env.extend(lattice.into_iter().map(|(k, v)| (k.to_string(), v)));
+    if a.checkpoint.enabled() {
+        let ack = layout::ack_path(work_dir, &key);
+        env.push(("LATTICE_CHECKPOINT_ACK".into(), ack.display().to_string()));
+        env.push((
+            "LATTICE_CHECKPOINT_SIGNAL".into(),
+            a.checkpoint.signal.clone(),
+        ));
+    }
     Ok(LaunchPlan {
-        dir,
+        output_dir,
+        records_dir,
+        cwd,
         program,
         args,
         script,
@@ -128,22 +152,30 @@ pub fn plan(a: &Assignment, work_dir: &Path) -> Result<LaunchPlan, LaunchError> 
     })
 }
 
-/// Creates the rank's directory and output files and starts the process as the leader of a
-/// new process group.
+/// Opens an output file for appending (a later run's output follows the earlier run's).
+fn append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Creates the rank's directories and output files and starts the process as the leader of
+/// a new process group.
 pub fn spawn(plan: &LaunchPlan) -> Result<Child, LaunchError> {
-    let prepare = |what: &str| {
-        let what = format!("{what} in {}", plan.dir.display());
+    let prepare = |what: &str, dir: &Path| {
+        let what = format!("{what} in {}", dir.display());
         move |source| LaunchError::Prepare { what, source }
     };
-    std::fs::create_dir_all(&plan.dir).map_err(prepare("the directory"))?;
-    if let Some(script) = &plan.script {
-        std::fs::write(plan.dir.join(SCRIPT_FILE), script).map_err(prepare(SCRIPT_FILE))?;
+    for dir in [&plan.output_dir, &plan.records_dir, &plan.cwd] {
+        std::fs::create_dir_all(dir).map_err(prepare("the directory", dir))?;
     }
-    let stdout = File::create(plan.dir.join(STDOUT_FILE)).map_err(prepare(STDOUT_FILE))?;
-    let stderr = File::create(plan.dir.join(STDERR_FILE)).map_err(prepare(STDERR_FILE))?;
+    let out = &plan.output_dir;
+    if let Some(script) = &plan.script {
+        std::fs::write(out.join(SCRIPT_FILE), script).map_err(prepare(SCRIPT_FILE, out))?;
+    }
+    let stdout = append(&out.join(STDOUT_FILE)).map_err(prepare(STDOUT_FILE, out))?;
+    let stderr = append(&out.join(STDERR_FILE)).map_err(prepare(STDERR_FILE, out))?;
     Command::new(&plan.program)
         .args(&plan.args)
-        .current_dir(&plan.dir)
+        .current_dir(&plan.cwd)
         .envs(plan.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(stdout)
@@ -160,6 +192,7 @@ pub fn spawn(plan: &LaunchPlan) -> Result<Child, LaunchError> {
 #[cfg(test)]
 mod tests {
     use lattice_core::agent::Desired;
+    use lattice_core::checkpoint::{CheckpointMode, CheckpointSpec};
 
     use super::*;
 
@@ -179,6 +212,9 @@ mod tests {
             env: [("FOO".to_string(), "bar".to_string())].into(),
             walltime_seconds: 60,
             started_at: None,
+            run: 0,
+            checkpoint: CheckpointSpec::default(),
+            checkpoint_requests: 0,
         }
     }
 
@@ -193,7 +229,9 @@ mod tests {
     #[test]
     fn command_plan() {
         let p = plan(&assignment(), Path::new("/w")).expect("plan");
-        assert_eq!(p.dir, PathBuf::from("/w/dev-2/42"));
+        assert_eq!(p.output_dir, PathBuf::from("/w/dev-2/42"));
+        assert_eq!(p.records_dir, PathBuf::from("/w/dev-2/42"));
+        assert_eq!(p.cwd, PathBuf::from("/w/allocations/42"));
         assert_eq!(p.program, "python3");
         assert_eq!(p.args, vec!["train.py", "--fast"]);
         assert_eq!(p.script, None);
@@ -207,7 +245,37 @@ mod tests {
             ("LATTICE_JOB_NAME", "train"),
             ("LATTICE_TENANT", "physics"),
             ("LATTICE_USER", "ada"),
-            ("LATTICE_WORKDIR", "/w/dev-2/42"),
+            ("LATTICE_WORKDIR", "/w/allocations/42"),
+            ("LATTICE_RESTART_COUNT", "0"),
+        ] {
+            assert_eq!(env_of(&p, k).as_deref(), Some(v), "{k}");
+        }
+        // Not checkpointable: no checkpoint variables.
+        assert_eq!(env_of(&p, "LATTICE_CHECKPOINT_ACK"), None);
+        assert_eq!(env_of(&p, "LATTICE_CHECKPOINT_SIGNAL"), None);
+    }
+
+    #[test]
+    fn later_runs_have_their_own_records_and_checkpoint_variables() {
+        let mut a = assignment();
+        a.run = 2;
+        a.checkpoint = CheckpointSpec {
+            mode: CheckpointMode::Signal,
+            signal: "SIGUSR2".into(),
+            timeout_seconds: 30,
+            interval_seconds: None,
+        };
+        a.env
+            .insert("LATTICE_CHECKPOINT_ACK".into(), "/tmp/elsewhere".into());
+        let p = plan(&a, Path::new("/w")).expect("plan");
+        assert_eq!(p.output_dir, PathBuf::from("/w/dev-2/42"));
+        assert_eq!(p.records_dir, PathBuf::from("/w/dev-2/42/run-2"));
+        assert_eq!(p.cwd, PathBuf::from("/w/allocations/42"));
+        for (k, v) in [
+            ("LATTICE_RESTART_COUNT", "2"),
+            ("LATTICE_WORKDIR", "/w/allocations/42"),
+            ("LATTICE_CHECKPOINT_ACK", "/w/dev-2/42/run-2/checkpoint-ack"),
+            ("LATTICE_CHECKPOINT_SIGNAL", "SIGUSR2"),
         ] {
             assert_eq!(env_of(&p, k).as_deref(), Some(v), "{k}");
         }
@@ -228,7 +296,7 @@ mod tests {
         a.script = Some("echo hi\n".into());
         let p = plan(&a, Path::new("/w")).expect("plan");
         assert_eq!(p.program, "/bin/sh");
-        assert_eq!(p.args, vec![SCRIPT_FILE]);
+        assert_eq!(p.args, vec!["/w/dev-2/42/script.sh"]);
         assert_eq!(p.script.as_deref(), Some("echo hi\n"));
     }
 

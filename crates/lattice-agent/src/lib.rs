@@ -1,12 +1,17 @@
 //! The Lattice node agent: presents one or more compute nodes to the control plane and runs
 //! the allocation ranks placed on them as real processes.
 //!
-//! The agent registers its nodes, heartbeats (carrying exit reports), and long-polls for the
-//! work of its nodes. After every answer it *reconciles*: a pure function (`reconcile`)
-//! compares what the control plane wants with what runs here and returns a list of actions,
-//! which a thin process layer (`executor`, `supervise`, `process`) carries out. Each rank runs
-//! in its own process group under `{work_dir}/{node_id}/{allocation_id}/`, which also keeps the
-//! `pid` and `exit` records that make an agent restart safe: nothing is ever started twice.
+//! The agent registers its nodes, heartbeats (carrying checkpoint and exit reports), and
+//! long-polls for the work of its nodes. After every answer it *reconciles*: a pure function
+//! (`reconcile`) compares what the control plane wants with what runs here and returns a list
+//! of actions, which a thin process layer (`executor`, `supervise`, `process`) carries out. A
+//! rank is one run of an allocation on one node (a preempted allocation's next run is a new
+//! rank). Each runs in its own process group, in the allocation's directory
+//! `{work_dir}/allocations/{allocation_id}/` (shared by its ranks and runs), with its output
+//! in `{work_dir}/{node_id}/{allocation_id}/` and per-run `pid` and `exit` records that make
+//! an agent restart safe: no run is ever started twice (`layout` has the whole picture).
+//! `work_dir` should be on a filesystem shared by the nodes, so that a requeued allocation
+//! finds its checkpoint wherever it restarts.
 //!
 //! Module map:
 //! - `config`: [`AgentConfig`], the `agent:` section of the YAML configuration.
@@ -14,14 +19,17 @@
 //! - `discovery`, `gpu`: what the host offers (CPUs, memory, hostname, GPUs).
 //! - `register`, `heartbeat`, `work`: the three conversations with the control plane.
 //! - `reconcile`: the pure decision; `ranks`: the agent's table of local ranks and pending
-//!   exit reports.
-//! - `executor`, `launch`, `supervise`, `process`, `records`: the process layer.
+//!   reports.
+//! - `executor`, `launch`, `supervise`, `process`, `records`, `layout`: the process layer.
+//! - `checkpoint`: the checkpoint protocol (acknowledgement file, signal, triggers) and its
+//!   per-rank driver.
 //! - `http`: the agent's own HTTP server (health, logs, `/metrics`); `wait`: shared waiting
 //!   helpers.
 //! - `telemetry`: per-node and per-allocation measurements pushed to a Prometheus
 //!   remote-write receiver; `metrics`: the agent's own metrics (one place for every name).
 
 mod agent;
+mod checkpoint;
 mod config;
 mod discovery;
 mod error;
@@ -30,6 +38,7 @@ mod gpu;
 mod heartbeat;
 mod http;
 mod launch;
+mod layout;
 mod metrics;
 mod process;
 mod ranks;

@@ -3,13 +3,22 @@
 //! [`reconcile`] returns the [`Action`]s that close the gap. The process layer carries them
 //! out; nothing here touches a process, a file or a clock.
 //!
-//! Rules, per (allocation, node) rank on a node this agent presents:
+//! A rank is one run of an allocation on one node: (allocation, node, run). A requeued
+//! allocation's next run on the same node is a new rank, started afresh; the earlier run's
+//! finished entry is forgotten once the control plane no longer lists it.
+//!
+//! Rules, per rank on a node this agent presents:
 //! - wanted running, unknown here: [`Action::Start`] (the executor still refuses to start a
-//!   rank whose directory shows it was started before, e.g. by an earlier agent run);
-//! - wanted stopped and running here: [`Action::Stop`];
+//!   rank whose records show it was started before, e.g. by an earlier agent run);
+//! - wanted running, running here, and the assignment counts more on-demand checkpoint
+//!   requests than the rank was told of: [`Action::Checkpoint`];
+//! - wanted stopped and running here (not yet stopping): [`Action::Stop`];
+//! - wanted preempted and running here (not yet stopping): [`Action::Preempt`] (checkpoint,
+//!   then stop);
 //! - running here but absent from the answer: [`Action::Stop`];
-//! - wanted stopped, unknown here: [`Action::Retire`] (the control plane keeps the node
-//!   occupied until an exit report says the rank is gone, so one must be sent);
+//! - wanted stopped or preempted, unknown here: [`Action::Retire`] (the control plane keeps
+//!   the node occupied until an exit report says the rank is gone, so one must be sent; it
+//!   treats `stopped` like `preempted` while it preempts);
 //! - finished here: never run again. Its report is resent ([`Action::Resend`]) if the
 //!   control plane still lists the rank after a heartbeat carried it, and the entry is
 //!   dropped ([`Action::Forget`]) once the control plane no longer lists it.
@@ -17,40 +26,63 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use lattice_core::agent::{Assignment, Desired};
+use lattice_core::agent::{Assignment, Desired, ExitReport};
 use lattice_core::{AllocId, NodeId};
 
-/// One allocation's rank on one node.
+/// One run of an allocation on one node.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RankKey {
     pub allocation_id: AllocId,
     pub node_id: NodeId,
+    /// Which run of the allocation (0 first, +1 per preemption).
+    pub run: u32,
 }
 
 impl RankKey {
+    /// The rank of the allocation's first run (run 0) on `node_id`; see [`RankKey::in_run`].
     pub fn new(allocation_id: AllocId, node_id: impl Into<NodeId>) -> Self {
         RankKey {
             allocation_id,
             node_id: node_id.into(),
+            run: 0,
         }
     }
 
+    /// The same allocation and node, in run `run`.
+    pub fn in_run(self, run: u32) -> Self {
+        RankKey { run, ..self }
+    }
+
     pub fn of(a: &Assignment) -> Self {
-        RankKey::new(a.allocation_id, a.node_id.clone())
+        RankKey::new(a.allocation_id, a.node_id.clone()).in_run(a.run)
+    }
+
+    /// The rank an exit report is about.
+    pub fn of_report(r: &ExitReport) -> Self {
+        RankKey::new(r.allocation_id, r.node_id.clone()).in_run(r.run)
     }
 }
 
 impl fmt::Display for RankKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "allocation {} on {}", self.allocation_id, self.node_id)
+        write!(
+            f,
+            "allocation {} run {} on {}",
+            self.allocation_id, self.run, self.node_id
+        )
     }
 }
 
 /// What the agent knows about one rank.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LocalState {
-    /// A process group runs (started or adopted here); `stopping` once a stop was requested.
-    Running { stopping: bool },
+    /// A process group runs (started or adopted here); `stopping` once a stop or a preemption
+    /// was requested; `checkpoint_requests` is the highest on-demand request counter the rank
+    /// was told of (its assignment's counter when it started).
+    Running {
+        stopping: bool,
+        checkpoint_requests: u64,
+    },
     /// Gone; `report_pending` while its exit report waits for a heartbeat to carry it.
     Finished { report_pending: bool },
 }
@@ -65,10 +97,15 @@ pub struct LocalView {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Launch the rank (or, if its directory shows an earlier start, recover it instead).
+    /// Launch the rank (or, if its records show an earlier start, recover it instead).
     Start(Box<Assignment>),
     /// SIGTERM its process group, SIGKILL after the grace period, report it stopped.
     Stop(RankKey),
+    /// Checkpoint it (if its allocation can be), then stop it as [`Action::Stop`] does and
+    /// report it preempted.
+    Preempt(RankKey),
+    /// Tell a running rank that the on-demand checkpoint request counter is now `requests`.
+    Checkpoint { key: RankKey, requests: u64 },
     /// Wanted stopped but not running here: make sure nothing of it survives from an
     /// earlier agent run, then report it gone.
     Retire(RankKey),
@@ -77,6 +114,50 @@ pub enum Action {
     Resend(RankKey),
     /// Drop a finished, reported rank the control plane no longer lists.
     Forget(RankKey),
+}
+
+/// What to do about one listed rank, given its local state.
+fn decide(a: &Assignment, key: RankKey, local: Option<&LocalState>) -> Option<Action> {
+    use LocalState::{Finished, Running};
+    match (a.desired, local) {
+        (Desired::Run, None) => Some(Action::Start(Box::new(a.clone()))),
+        (Desired::Stop | Desired::Preempt, None) => Some(Action::Retire(key)),
+        (
+            Desired::Run,
+            Some(Running {
+                stopping: false,
+                checkpoint_requests,
+            }),
+        ) if a.checkpoint_requests > *checkpoint_requests => Some(Action::Checkpoint {
+            key,
+            requests: a.checkpoint_requests,
+        }),
+        (
+            Desired::Stop,
+            Some(Running {
+                stopping: false, ..
+            }),
+        ) => Some(Action::Stop(key)),
+        (
+            Desired::Preempt,
+            Some(Running {
+                stopping: false, ..
+            }),
+        ) => Some(Action::Preempt(key)),
+        (_, Some(Running { .. })) => None,
+        (
+            _,
+            Some(Finished {
+                report_pending: true,
+            }),
+        ) => None,
+        (
+            _,
+            Some(Finished {
+                report_pending: false,
+            }),
+        ) => Some(Action::Resend(key)),
+    }
 }
 
 /// Decides what to do so that this agent's nodes match `desired`.
@@ -91,35 +172,18 @@ pub fn reconcile(desired: &[Assignment], local: &LocalView) -> Vec<Action> {
         if !listed.insert(key.clone()) {
             continue; // a duplicate line in the answer: the first one decides
         }
-        let action = match (a.desired, local.ranks.get(&key)) {
-            (Desired::Run, None) => Some(Action::Start(Box::new(a.clone()))),
-            (Desired::Stop, None) => Some(Action::Retire(key)),
-            (Desired::Stop, Some(LocalState::Running { stopping: false })) => {
-                Some(Action::Stop(key))
-            }
-            (_, Some(LocalState::Running { .. })) => None,
-            (
-                _,
-                Some(LocalState::Finished {
-                    report_pending: true,
-                }),
-            ) => None,
-            (
-                _,
-                Some(LocalState::Finished {
-                    report_pending: false,
-                }),
-            ) => Some(Action::Resend(key)),
-        };
-        actions.extend(action);
+        let state = local.ranks.get(&key);
+        actions.extend(decide(a, key, state));
     }
     for (key, state) in &local.ranks {
         if listed.contains(key) || !local.nodes.contains(&key.node_id) {
             continue;
         }
         match state {
-            LocalState::Running { stopping: false } => actions.push(Action::Stop(key.clone())),
-            LocalState::Running { stopping: true } => {}
+            LocalState::Running {
+                stopping: false, ..
+            } => actions.push(Action::Stop(key.clone())),
+            LocalState::Running { stopping: true, .. } => {}
             LocalState::Finished {
                 report_pending: true,
             } => {}
@@ -151,7 +215,15 @@ mod tests {
             env: Default::default(),
             walltime_seconds: 60,
             started_at: None,
+            run: 0,
+            checkpoint: Default::default(),
+            checkpoint_requests: 0,
         }
+    }
+
+    fn in_run(mut a: Assignment, run: u32) -> Assignment {
+        a.run = run;
+        a
     }
 
     fn view(ranks: &[(AllocId, &str, LocalState)]) -> LocalView {
@@ -164,8 +236,14 @@ mod tests {
         }
     }
 
-    const RUNNING: LocalState = LocalState::Running { stopping: false };
-    const STOPPING: LocalState = LocalState::Running { stopping: true };
+    const RUNNING: LocalState = LocalState::Running {
+        stopping: false,
+        checkpoint_requests: 0,
+    };
+    const STOPPING: LocalState = LocalState::Running {
+        stopping: true,
+        checkpoint_requests: 0,
+    };
     const PENDING: LocalState = LocalState::Finished {
         report_pending: true,
     };
@@ -319,15 +397,132 @@ mod tests {
         );
     }
 
+    #[test]
+    fn preempt_running_preempts_once() {
+        let a = assignment(1, "n1", Desired::Preempt);
+        assert_eq!(
+            reconcile(std::slice::from_ref(&a), &view(&[(1, "n1", RUNNING)])),
+            vec![Action::Preempt(RankKey::new(1, "n1"))]
+        );
+        // Already stopping (preempting, or stopping for another reason): nothing more, in
+        // particular no second checkpoint.
+        assert_eq!(reconcile(&[a], &view(&[(1, "n1", STOPPING)])), vec![]);
+    }
+
+    #[test]
+    fn stop_while_preempting_does_nothing() {
+        let a = assignment(1, "n1", Desired::Stop);
+        assert_eq!(reconcile(&[a], &view(&[(1, "n1", STOPPING)])), vec![]);
+    }
+
+    #[test]
+    fn preempt_unknown_retires() {
+        let a = assignment(7, "n2", Desired::Preempt);
+        assert_eq!(
+            reconcile(&[a], &view(&[])),
+            vec![Action::Retire(RankKey::new(7, "n2"))]
+        );
+    }
+
+    #[test]
+    fn preempt_finished_waits_or_resends() {
+        let a = assignment(1, "n1", Desired::Preempt);
+        assert_eq!(
+            reconcile(std::slice::from_ref(&a), &view(&[(1, "n1", PENDING)])),
+            vec![]
+        );
+        assert_eq!(
+            reconcile(&[a], &view(&[(1, "n1", REPORTED)])),
+            vec![Action::Resend(RankKey::new(1, "n1"))]
+        );
+    }
+
+    #[test]
+    fn a_new_run_is_a_new_rank() {
+        // Run 0 finished (preempted) and was reported; the control plane lists run 1.
+        let next = in_run(assignment(1, "n1", Desired::Run), 1);
+        assert_eq!(
+            reconcile(std::slice::from_ref(&next), &view(&[(1, "n1", REPORTED)])),
+            vec![
+                Action::Start(Box::new(next.clone())),
+                Action::Forget(RankKey::new(1, "n1")),
+            ]
+        );
+        // Run 0's report still pending: run 1 starts anyway, run 0 is kept until reported.
+        assert_eq!(
+            reconcile(std::slice::from_ref(&next), &view(&[(1, "n1", PENDING)])),
+            vec![Action::Start(Box::new(next.clone()))]
+        );
+        // Run 1 is known here (running): nothing, and run 0's entry does not confuse it.
+        let mut v = view(&[(1, "n1", REPORTED)]);
+        v.ranks.insert(RankKey::new(1, "n1").in_run(1), RUNNING);
+        assert_eq!(
+            reconcile(&[next], &v),
+            vec![Action::Forget(RankKey::new(1, "n1"))]
+        );
+    }
+
+    #[test]
+    fn an_old_run_still_running_is_stopped_when_a_new_one_is_listed() {
+        let next = in_run(assignment(1, "n1", Desired::Run), 2);
+        assert_eq!(
+            reconcile(std::slice::from_ref(&next), &view(&[(1, "n1", RUNNING)])),
+            vec![
+                Action::Start(Box::new(next.clone())),
+                Action::Stop(RankKey::new(1, "n1")),
+            ]
+        );
+    }
+
+    #[test]
+    fn new_checkpoint_requests_reach_running_ranks() {
+        let mut a = assignment(1, "n1", Desired::Run);
+        a.checkpoint_requests = 3;
+        let told = |n| LocalState::Running {
+            stopping: false,
+            checkpoint_requests: n,
+        };
+        assert_eq!(
+            reconcile(std::slice::from_ref(&a), &view(&[(1, "n1", told(2))])),
+            vec![Action::Checkpoint {
+                key: RankKey::new(1, "n1"),
+                requests: 3
+            }]
+        );
+        // Already told of it (or of a later one): nothing.
+        for n in [3, 4] {
+            assert_eq!(
+                reconcile(std::slice::from_ref(&a), &view(&[(1, "n1", told(n))])),
+                vec![]
+            );
+        }
+        // A stopping rank is not checkpointed on request.
+        assert_eq!(
+            reconcile(std::slice::from_ref(&a), &view(&[(1, "n1", STOPPING)])),
+            vec![]
+        );
+        // Wanted stopped or preempted: that wins over the request.
+        a.desired = Desired::Preempt;
+        assert_eq!(
+            reconcile(std::slice::from_ref(&a), &view(&[(1, "n1", told(0))])),
+            vec![Action::Preempt(RankKey::new(1, "n1"))]
+        );
+    }
+
     /// Applying the actions' effects and reconciling again yields nothing new: the decision
     /// converges instead of flapping.
     #[test]
     fn converges_after_effects() {
+        let mut asked = assignment(3, "n1", Desired::Run);
+        asked.checkpoint_requests = 4;
         let desired = vec![
             assignment(1, "n1", Desired::Run),
             assignment(2, "n2", Desired::Stop),
+            asked,
+            assignment(4, "n2", Desired::Preempt),
+            assignment(5, "n2", Desired::Preempt),
         ];
-        let mut v = view(&[(9, "n1", RUNNING)]);
+        let mut v = view(&[(9, "n1", RUNNING), (3, "n1", RUNNING), (4, "n2", RUNNING)]);
         for action in reconcile(&desired, &v) {
             match action {
                 Action::Start(a) => {
@@ -338,6 +533,18 @@ mod tests {
                 }
                 Action::Retire(k) => {
                     v.ranks.insert(k, PENDING);
+                }
+                Action::Preempt(k) => {
+                    v.ranks.insert(k, STOPPING);
+                }
+                Action::Checkpoint { key, requests } => {
+                    v.ranks.insert(
+                        key,
+                        LocalState::Running {
+                            stopping: false,
+                            checkpoint_requests: requests,
+                        },
+                    );
                 }
                 Action::Resend(_) | Action::Forget(_) => unreachable!("not expected here"),
             }

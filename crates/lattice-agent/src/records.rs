@@ -1,7 +1,9 @@
 //! The rank's on-disk records, which make an agent restart safe: `pid` (the process-group ID,
 //! written once the rank started) and `exit` (its [`ExitReport`] as JSON, written when it is
-//! gone). A directory holding either was started before and is never started again;
-//! [`recover`] decides, as a pure function, what to do with it instead.
+//! gone). Each run of an allocation on a node has its own records directory
+//! (`launch::records_dir`), so a directory holding either file means *this run* was started
+//! before and is never started again; [`recover`] decides, as a pure function, what to do
+//! with it instead.
 
 use std::io;
 use std::path::Path;
@@ -86,6 +88,7 @@ pub fn lost_report(key: &RankKey) -> ExitReport {
         exit_code: None,
         signal: None,
         message: Some(LOST_MESSAGE.to_string()),
+        run: key.run,
     }
 }
 
@@ -99,6 +102,7 @@ pub fn recover(key: &RankKey, record: &DiskRecord, alive: impl Fn(i32) -> bool) 
         Some(exit) => Recovery::Report(ExitReport {
             allocation_id: key.allocation_id,
             node_id: key.node_id.clone(),
+            run: key.run,
             ..exit.clone()
         }),
         None => Recovery::Report(lost_report(key)),
@@ -121,6 +125,7 @@ mod tests {
             exit_code: Some(code),
             signal: None,
             message: None,
+            run: 0,
         }
     }
 
@@ -168,6 +173,21 @@ mod tests {
             assert_eq!((rep.exit_code, rep.signal), (None, None));
             assert_eq!(rep.message.as_deref(), Some(LOST_MESSAGE));
         }
+    }
+
+    #[test]
+    fn reports_carry_the_run_of_the_key() {
+        let later = key().in_run(2);
+        let r = DiskRecord {
+            pgid: None,
+            started: None,
+            exit: Some(exited(1)),
+        };
+        let Recovery::Report(rep) = recover(&later, &r, |_| false) else {
+            panic!("expected a report");
+        };
+        assert_eq!((rep.run, rep.exit_code), (2, Some(1)));
+        assert_eq!(lost_report(&later).run, 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! End-to-end test of `lattice_agent::run` against a fake control plane (an in-process axum
 //! server on loopback that speaks the agent protocol): registration, heartbeats with exit
-//! reports, work long-polls, log serving, re-registration and shutdown.
+//! and checkpoint reports, work long-polls, log serving, re-registration, preemption with a
+//! checkpoint and the next run resuming from it, and shutdown.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -16,6 +17,9 @@ use lattice_core::agent::{
     Assignment, Desired, ExitOutcome, ExitReport, HeartbeatRequest, HeartbeatResponse, WorkRequest,
     WorkResponse,
 };
+use lattice_core::checkpoint::{
+    CheckpointMode, CheckpointOutcome, CheckpointReport, CheckpointSpec, CheckpointTrigger,
+};
 use lattice_core::{Node, NodeRegistration, Timestamp};
 use tokio::time::Instant;
 
@@ -26,6 +30,9 @@ struct Fake {
     registrations: Vec<NodeRegistration>,
     heartbeats: usize,
     reports: Vec<ExitReport>,
+    /// The heartbeat (by number) that first carried each report.
+    report_beats: Vec<usize>,
+    checkpoints: Vec<(usize, CheckpointReport)>,
     assignments: Vec<Assignment>,
     revision: u64,
     /// Nodes the next heartbeat answer claims not to know.
@@ -49,13 +56,22 @@ async fn heartbeat(
 ) -> Json<HeartbeatResponse> {
     let mut f = lock(&s);
     f.heartbeats += 1;
+    let beat = f.heartbeats;
+    for c in hb.checkpoints {
+        if !f.checkpoints.iter().any(|(_, seen)| *seen == c) {
+            f.checkpoints.push((beat, c));
+        }
+    }
     for r in hb.reports {
-        // Like the real control plane: a report frees the node; duplicates are ignored.
+        // Like the real control plane: a report frees the node (for that run); duplicates
+        // are ignored.
         if !f.reports.contains(&r) {
-            f.assignments
-                .retain(|a| !(a.allocation_id == r.allocation_id && a.node_id == r.node_id));
+            f.assignments.retain(|a| {
+                !(a.allocation_id == r.allocation_id && a.node_id == r.node_id && a.run == r.run)
+            });
             f.revision += 1;
             f.reports.push(r);
+            f.report_beats.push(beat);
         }
     }
     Json(HeartbeatResponse {
@@ -113,6 +129,9 @@ fn assignment(id: u64, node: &str, command: &[&str]) -> Assignment {
         env: BTreeMap::new(),
         walltime_seconds: 60,
         started_at: None,
+        run: 0,
+        checkpoint: CheckpointSpec::default(),
+        checkpoint_requests: 0,
     }
 }
 
@@ -155,10 +174,14 @@ fn report_for(s: &Shared, id: u64) -> Option<ExitReport> {
         .cloned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_runs_reports_serves_logs_and_stops_on_shutdown() {
-    let (fake, addr) = start_fake().await;
-    let work_dir = tempfile::tempdir().expect("tempdir");
+type AgentTask = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// Starts an agent presenting nodes `t-1` and `t-2` to the fake at `addr`; it runs until the
+/// returned sender fires.
+fn start_agent(
+    addr: SocketAddr,
+    work_dir: &tempfile::TempDir,
+) -> (AgentTask, tokio::sync::oneshot::Sender<()>) {
     let config = AgentConfig {
         servers: vec![format!("http://{addr}")],
         node_id: "t".into(),
@@ -174,6 +197,23 @@ async fn agent_runs_reports_serves_logs_and_stops_on_shutdown() {
     let agent = tokio::spawn(lattice_agent::run(config, Default::default(), async move {
         let _ = stop_rx.await;
     }));
+    (agent, stop_tx)
+}
+
+async fn stop_agent(agent: AgentTask, stop_tx: tokio::sync::oneshot::Sender<()>) {
+    stop_tx.send(()).expect("agent alive");
+    tokio::time::timeout(DEADLINE, agent)
+        .await
+        .expect("agent returns after shutdown")
+        .expect("task")
+        .expect("run ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_runs_reports_serves_logs_and_stops_on_shutdown() {
+    let (fake, addr) = start_fake().await;
+    let work_dir = tempfile::tempdir().expect("tempdir");
+    let (agent, stop_tx) = start_agent(addr, &work_dir);
 
     // Both nodes register, advertising the bound loopback address.
     let regs = eventually("two registrations", || {
@@ -248,18 +288,99 @@ async fn agent_runs_reports_serves_logs_and_stops_on_shutdown() {
         async move { tokio::fs::read_to_string(p).await.ok()?.trim().parse().ok() }
     })
     .await;
-    stop_tx.send(()).expect("agent alive");
-    tokio::time::timeout(DEADLINE, agent)
-        .await
-        .expect("agent returns after shutdown")
-        .expect("task")
-        .expect("run ok");
+    stop_agent(agent, stop_tx).await;
     let r = report_for(&fake, 2).expect("final report delivered before run returned");
     assert_eq!(r.outcome, ExitOutcome::Stopped);
     assert_eq!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(-pgid), None),
         Err(nix::errno::Errno::ESRCH)
     );
+}
+
+/// Run 0 is preempted: it saves a checkpoint into the allocation's directory and
+/// acknowledges; the agent reports the checkpoint (no later than the exit) and `preempted`.
+/// Run 1, placed on the other node, finds the checkpoint and resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preempted_allocation_checkpoints_and_its_next_run_resumes() {
+    let (fake, addr) = start_fake().await;
+    let work_dir = tempfile::tempdir().expect("tempdir");
+    let (agent, stop_tx) = start_agent(addr, &work_dir);
+    let script = "if [ -f checkpoint ]; then\n\
+                  echo \"run $LATTICE_RESTART_COUNT resumes from $(cat checkpoint)\"; exit 0\n\
+                  fi\n\
+                  trap 'echo \"step $i\" > checkpoint; echo ok > \"$LATTICE_CHECKPOINT_ACK\"' USR1\n\
+                  i=0\n\
+                  echo ready\n\
+                  while :; do i=$((i+1)); sleep 0.05; done\n";
+    let mut first = assignment(10, "t-1", &[]);
+    first.command = None;
+    first.script = Some(script.into());
+    first.checkpoint = CheckpointSpec {
+        mode: CheckpointMode::Signal,
+        signal: "SIGUSR1".into(),
+        timeout_seconds: 10,
+        interval_seconds: None,
+    };
+    add(&fake, first.clone());
+    let stdout = work_dir.path().join("t-1/10/stdout");
+    eventually("run 0 to be ready", || {
+        let text = std::fs::read_to_string(&stdout).ok()?;
+        text.contains("ready").then_some(())
+    })
+    .await;
+
+    {
+        let mut f = lock(&fake);
+        f.assignments
+            .iter_mut()
+            .for_each(|a| a.desired = Desired::Preempt);
+        f.revision += 1;
+    }
+    let r = eventually("the report of run 0", || report_for(&fake, 10)).await;
+    assert_eq!((r.outcome, r.run), (ExitOutcome::Preempted, 0));
+    let (checkpoint_beat, c) = {
+        let f = lock(&fake);
+        f.checkpoints.first().cloned().expect("a checkpoint report")
+    };
+    assert_eq!(
+        (
+            c.allocation_id,
+            c.node_id.as_str(),
+            c.run,
+            c.trigger,
+            c.outcome
+        ),
+        (
+            10,
+            "t-1",
+            0,
+            CheckpointTrigger::Preemption,
+            CheckpointOutcome::Success
+        )
+    );
+    let exit_beat = lock(&fake).report_beats[0];
+    assert!(
+        checkpoint_beat <= exit_beat,
+        "{checkpoint_beat} > {exit_beat}"
+    );
+
+    // Requeued and placed on the other node of the same (shared) work_dir.
+    let mut next = first;
+    next.node_id = "t-2".into();
+    next.nodes = vec!["t-2".into()];
+    next.run = 1;
+    add(&fake, next);
+    let done = eventually("the report of run 1", || {
+        lock(&fake).reports.iter().find(|r| r.run == 1).cloned()
+    })
+    .await;
+    assert_eq!(
+        (done.outcome, done.exit_code, done.node_id.as_str()),
+        (ExitOutcome::Exited, Some(0), "t-2")
+    );
+    let out = std::fs::read_to_string(work_dir.path().join("t-2/10/stdout")).expect("stdout");
+    assert!(out.starts_with("run 1 resumes from step "), "{out}");
+    stop_agent(agent, stop_tx).await;
 }
 
 #[tokio::test]

@@ -236,7 +236,7 @@ fn pending_work_shows_its_reason_and_estimated_start() {
     let c = PolicyCluster::start(1, &[]);
     let busy = submit(
         &c.api,
-        json!({"command": ["sleep", "300"], "walltime_seconds": 600}),
+        json!({"command": ["sleep", "300"], "walltime_seconds": 600, "preemptible": false}),
     );
     let running = wait_state(&c.api, busy, "running", 30);
     let big = submit(&c.api, json!({"command": ["true"], "priority": 9}));

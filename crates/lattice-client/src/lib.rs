@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use error::{ClientError, ErrorBody};
-pub use policy::{ArrayChange, TenantList, VClusterList};
+pub use policy::{ArrayChange, TenantList, VClusterInfo, VClusterList};
 
 /// One page of `GET /api/v1/allocations`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -224,6 +224,21 @@ impl Client {
     pub async fn cancel(&self, id: AllocId) -> Result<Allocation, ClientError> {
         let path = format!("/api/v1/allocations/{id}");
         self.json(Method::DELETE, &path, None, None, Self::TIMEOUT)
+            .await
+    }
+
+    /// Asks the agents of a running allocation (submitted with `checkpoint: signal`) to
+    /// checkpoint it now. The answer (202) is the allocation with `checkpoint_requests` set to
+    /// this request's number; `last_checkpoint.trigger` is `{"request": N}` once the round
+    /// ended. 409 (`ClientError::Api`) if it is not running or not checkpointable.
+    pub async fn checkpoint(&self, id: AllocId) -> Result<Allocation, ClientError> {
+        self.checkpoint_ref(&id.to_string()).await
+    }
+
+    /// [`Client::checkpoint`] by reference: `42`, or `42_7` for task 7 of array 42.
+    pub async fn checkpoint_ref(&self, r: &str) -> Result<Allocation, ClientError> {
+        let path = format!("/api/v1/allocations/{r}/checkpoint");
+        self.json(Method::POST, &path, None, None, Self::TIMEOUT)
             .await
     }
 

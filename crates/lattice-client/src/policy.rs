@@ -26,8 +26,11 @@ pub struct TenantList {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct VClusterList {
-    pub vclusters: Vec<VClusterView>,
+    pub vclusters: Vec<VClusterInfo>,
 }
+
+/// A vCluster as `/api/v1/vclusters` answers it.
+pub type VClusterInfo = VClusterView;
 
 fn body<T: Serialize>(v: &T) -> Result<serde_json::Value, ClientError> {
     serde_json::to_value(v).map_err(|e| ClientError::Decode(e.to_string()))
@@ -119,14 +122,14 @@ impl Client {
             .await
     }
 
-    pub async fn vclusters(&self) -> Result<Vec<VClusterView>, ClientError> {
+    pub async fn vclusters(&self) -> Result<Vec<VClusterInfo>, ClientError> {
         let list: VClusterList = self
             .json(Method::GET, "/api/v1/vclusters", None, None, Self::TIMEOUT)
             .await?;
         Ok(list.vclusters)
     }
 
-    pub async fn vcluster(&self, name: &str) -> Result<VClusterView, ClientError> {
+    pub async fn vcluster(&self, name: &str) -> Result<VClusterInfo, ClientError> {
         let path = format!("/api/v1/vclusters/{name}");
         self.json(Method::GET, &path, None, None, Self::TIMEOUT)
             .await
@@ -136,7 +139,7 @@ impl Client {
     pub async fn create_vcluster(
         &self,
         req: &VClusterRequest,
-    ) -> Result<VClusterView, ClientError> {
+    ) -> Result<VClusterInfo, ClientError> {
         let b = body(req)?;
         self.json(
             Method::POST,
@@ -152,10 +155,36 @@ impl Client {
         &self,
         name: &str,
         req: &VClusterRequest,
-    ) -> Result<VClusterView, ClientError> {
+    ) -> Result<VClusterInfo, ClientError> {
         let path = format!("/api/v1/vclusters/{name}");
         let b = body(req)?;
         self.json(Method::PUT, &path, None, Some(&b), Self::TIMEOUT)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vcluster_answers_carry_preemption() {
+        let json = serde_json::json!({
+            "name": "gpu", "features": ["gpu"], "nodes": [], "policy": "backfill",
+            "cycle_interval_ms": 500,
+            "weights": {"priority": 1, "age": 2, "fairshare": 3, "topology": 4},
+            "fairshare_half_life_seconds": 60,
+            "created_at": "1970-01-01T00:00:00.000Z", "updated_at": "1970-01-01T00:00:00.000Z",
+            "node_count": 2, "free_nodes": 1, "pending_allocations": 0,
+            "preemption": false,
+        });
+        let v: VClusterInfo = serde_json::from_value(json.clone()).unwrap();
+        assert!(!v.preemption);
+        assert_eq!((v.name.as_str(), v.node_count), ("gpu", 2));
+        assert_eq!(
+            serde_json::to_value(&v).unwrap(),
+            json,
+            "one flat object again"
+        );
     }
 }

@@ -47,6 +47,8 @@ fn apply(s: &mut ClusterState, cmd: Command) {
 
 fn spec(tenant: usize, nodes: u32, walltime: u64, priority: u8, ib: bool) -> AllocationSpec {
     AllocationSpec {
+        preemptible: false,
+        checkpoint: Default::default(),
         name: "bench".into(),
         tenant: format!("t{tenant}"),
         vcluster: "default".into(),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::allocation::AllocId;
+use crate::checkpoint::{CheckpointReport, CheckpointSpec};
 use crate::node::NodeId;
 use crate::time::Timestamp;
 
@@ -21,6 +22,9 @@ pub enum ExitOutcome {
     Stopped,
     /// The process could not be started (missing executable, bad working directory, ...).
     LaunchFailed,
+    /// The agent ended it for a preemption (after its checkpoint, if it has one): the
+    /// allocation goes back to pending.
+    Preempted,
 }
 
 /// An agent's report that an allocation's process on one node is gone.
@@ -38,6 +42,10 @@ pub struct ExitReport {
     pub signal: Option<i32>,
     #[serde(default)]
     pub message: Option<String>,
+    /// The run of the allocation this rank belonged to ([`Assignment::run`]); a report of an
+    /// earlier run never touches a later one.
+    #[serde(default)]
+    pub run: u32,
 }
 
 /// `POST /api/v1/agent/heartbeat`.
@@ -47,6 +55,9 @@ pub struct HeartbeatRequest {
     pub nodes: Vec<NodeId>,
     #[serde(default)]
     pub reports: Vec<ExitReport>,
+    /// Checkpoints that ended (applied before `reports`).
+    #[serde(default)]
+    pub checkpoints: Vec<CheckpointReport>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +84,8 @@ pub struct WorkRequest {
 pub enum Desired {
     Run,
     Stop,
+    /// Checkpoint (if the allocation supports it), then stop; report `preempted`.
+    Preempt,
 }
 
 /// One allocation's rank on one node, with everything needed to run it.
@@ -92,6 +105,13 @@ pub struct Assignment {
     pub env: BTreeMap<String, String>,
     pub walltime_seconds: u64,
     pub started_at: Option<Timestamp>,
+    /// Which run of the allocation this is (0 first, +1 per preemption):
+    /// `LATTICE_RESTART_COUNT`. A rank is identified by (allocation, node, run).
+    pub run: u32,
+    pub checkpoint: CheckpointSpec,
+    /// On-demand checkpoint requests so far: the agent checkpoints once for each new number
+    /// seen while the rank runs.
+    pub checkpoint_requests: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{CheckpointRecord, CheckpointRound, CheckpointSpec};
 use crate::dependency::Dependency;
 use crate::node::NodeId;
 use crate::time::Timestamp;
@@ -20,15 +21,19 @@ pub enum AllocState {
     Completed,
     Failed,
     Cancelled,
+    /// Being preempted: still on its nodes while it checkpoints and stops; then back to
+    /// `pending` (appended last: states are encoded by index).
+    Preempting,
 }
 
 impl AllocState {
-    pub const ALL: [AllocState; 5] = [
+    pub const ALL: [AllocState; 6] = [
         AllocState::Pending,
         AllocState::Running,
         AllocState::Completed,
         AllocState::Failed,
         AllocState::Cancelled,
+        AllocState::Preempting,
     ];
 
     pub fn is_terminal(self) -> bool {
@@ -45,6 +50,7 @@ impl AllocState {
             AllocState::Completed => "completed",
             AllocState::Failed => "failed",
             AllocState::Cancelled => "cancelled",
+            AllocState::Preempting => "preempting",
         }
     }
 
@@ -93,6 +99,18 @@ pub struct AllocationSpec {
     pub priority: u8,
     pub constraints: Constraints,
     pub env: BTreeMap<String, String>,
+    /// May be preempted by higher-priority work of its vCluster (`--no-preempt`: false).
+    pub preemptible: bool,
+    pub checkpoint: CheckpointSpec,
+}
+
+/// A preemption in progress: who it makes room for, and since when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preemption {
+    pub by: AllocId,
+    pub since: Timestamp,
+    /// Ranks the agents ended for the preemption (rather than ranks that ended on their own).
+    pub stopped_ranks: u32,
 }
 
 /// The cluster's record of an allocation. Serialized as-is in the API.
@@ -120,9 +138,9 @@ pub struct Allocation {
     /// First non-zero exit code of any rank, else 0 once every rank exited.
     pub exit_code: Option<i32>,
     /// Why it is pending (`priority`, `resources`, `quota`, `dependency`, `held`,
-    /// `array_limit`, `unsatisfiable`) or why it failed / was cancelled (`exit_code`, `signal`,
-    /// `walltime`, `node_lost`, `launch_failed`, `stopped`, `cancelled`, `dependency_failed`,
-    /// `requeued`).
+    /// `array_limit`, `unsatisfiable`, `preempting`, `preempted`) or why it failed / was
+    /// cancelled (`exit_code`, `signal`, `walltime`, `node_lost`, `launch_failed`, `stopped`,
+    /// `cancelled`, `dependency_failed`, `requeued`).
     pub reason: Option<String>,
     /// Human-readable detail for `reason`.
     pub reason_detail: Option<String>,
@@ -144,6 +162,29 @@ pub struct Allocation {
     pub requeued_from: Option<AllocId>,
     /// This allocation's work was requeued as that allocation.
     pub requeued_as: Option<AllocId>,
+
+    pub preemptible: bool,
+    pub checkpoint: CheckpointSpec,
+    /// Times it was preempted and went back to pending: the number of its current run
+    /// (`LATTICE_RESTART_COUNT`).
+    pub preempt_count: u32,
+    /// Set when it entered `preempting` (kept if it then ended another way, cleared when it
+    /// went back to pending).
+    pub preemption: Option<Preemption>,
+    /// While pending: nodes a preemption freed (or is freeing) for it; nothing else is placed
+    /// there.
+    pub claimed_nodes: Vec<NodeId>,
+    /// Successful checkpoint rounds, and when the last one ended.
+    pub checkpoint_count: u32,
+    pub last_checkpoint_at: Option<Timestamp>,
+    /// The last checkpoint round that ended, whatever its outcome.
+    pub last_checkpoint: Option<CheckpointRecord>,
+    /// On-demand checkpoint requests so far (the agent acts on each new number once).
+    pub checkpoint_requests: u64,
+    /// Rounds whose ranks are still reporting (at most a few).
+    pub checkpoint_rounds: Vec<CheckpointRound>,
+    /// Node-milliseconds of its earlier runs, ended by preemption.
+    pub preempted_node_ms: u64,
 }
 
 impl Allocation {
@@ -177,6 +218,17 @@ impl Allocation {
             estimated_start: None,
             requeued_from: None,
             requeued_as: None,
+            preemptible: spec.preemptible,
+            checkpoint: spec.checkpoint,
+            preempt_count: 0,
+            preemption: None,
+            claimed_nodes: Vec::new(),
+            checkpoint_count: 0,
+            last_checkpoint_at: None,
+            last_checkpoint: None,
+            checkpoint_requests: 0,
+            checkpoint_rounds: Vec::new(),
+            preempted_node_ms: 0,
         }
     }
 

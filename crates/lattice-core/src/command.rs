@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::ExitReport;
 use crate::allocation::{AllocId, Allocation, AllocationSpec};
+use crate::checkpoint::{CheckpointRecord, CheckpointReport};
 use crate::error::Rejection;
 use crate::node::{Node, NodeId, NodeRegistration};
 use crate::scheduler::Plan;
@@ -95,6 +96,17 @@ pub enum Command {
         change: VClusterChange,
         create: bool,
     },
+    /// Ask the agents of a running allocation to checkpoint it now.
+    RequestCheckpoint {
+        now: Timestamp,
+        id: AllocId,
+        by: String,
+    },
+    /// Agents report checkpoints that ended on their nodes.
+    ReportCheckpoints {
+        now: Timestamp,
+        reports: Vec<CheckpointReport>,
+    },
 }
 
 /// What a hold, release or requeue acts on.
@@ -122,6 +134,8 @@ impl Command {
             Command::Requeue { .. } => "requeue",
             Command::PutTenant { .. } => "put_tenant",
             Command::PutVCluster { .. } => "put_vcluster",
+            Command::RequestCheckpoint { .. } => "request_checkpoint",
+            Command::ReportCheckpoints { .. } => "report_checkpoints",
         }
     }
 }
@@ -132,6 +146,10 @@ pub struct PlanOutcome {
     pub placed: Vec<AllocId>,
     /// Placements refused by re-validation, with the reason.
     pub rejected: Vec<(AllocId, String)>,
+    /// Allocations the plan's preemptions moved to `preempting`.
+    pub preempted: Vec<AllocId>,
+    /// Preemptions refused by re-validation: (preemptor, reason).
+    pub preemptions_rejected: Vec<(AllocId, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +160,8 @@ pub enum CommandOutcome {
     Reports {
         applied: u32,
         ignored: u32,
+        /// Checkpoint rounds these reports concluded.
+        checkpoints: Vec<CheckpointRecord>,
     },
     Liveness {
         changed: u32,

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod allocation;
 pub mod array;
+pub mod checkpoint;
 pub mod command;
 pub mod dependency;
 pub mod error;

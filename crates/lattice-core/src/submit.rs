@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::allocation::{AllocationSpec, Constraints};
 use crate::array::{parse_array, ArraySpec};
+use crate::checkpoint::{
+    parse_signal, CheckpointMode, CheckpointSpec, MAX_CHECKPOINT_INTERVAL_SECONDS,
+    MAX_CHECKPOINT_TIMEOUT_SECONDS, MIN_CHECKPOINT_INTERVAL_SECONDS,
+};
 use crate::dependency::{parse_dependencies, DependencyRef};
 use crate::error::Rejection;
 
@@ -59,6 +63,21 @@ pub struct SubmitRequest {
     /// Submit held: not scheduled until released.
     #[serde(default)]
     pub hold: Option<bool>,
+    /// `false` (`--no-preempt`): never preempted. Default true.
+    #[serde(default)]
+    pub preemptible: Option<bool>,
+    /// `signal` or `none` (default).
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+    /// Default `SIGUSR1`; only with `checkpoint: signal`.
+    #[serde(default)]
+    pub checkpoint_signal: Option<String>,
+    /// How long the agent waits for the acknowledgement; default 60.
+    #[serde(default)]
+    pub checkpoint_timeout_seconds: Option<i64>,
+    /// Checkpoint every N seconds while running.
+    #[serde(default)]
+    pub checkpoint_interval_seconds: Option<i64>,
 }
 
 /// What a submission asks for besides the allocation itself.
@@ -264,7 +283,16 @@ impl SubmitRequest {
             }
         }
 
+        let checkpoint = checkpoint_spec(
+            self.checkpoint,
+            self.checkpoint_signal,
+            self.checkpoint_timeout_seconds,
+            self.checkpoint_interval_seconds,
+        )?;
+
         Ok(AllocationSpec {
+            preemptible: self.preemptible.unwrap_or(true),
+            checkpoint,
             name,
             tenant,
             vcluster,
@@ -278,6 +306,62 @@ impl SubmitRequest {
             env,
         })
     }
+}
+
+/// Validates the checkpoint fields: the signal, timeout and interval only make sense with
+/// `checkpoint: signal`.
+fn checkpoint_spec(
+    mode: Option<String>,
+    signal: Option<String>,
+    timeout: Option<i64>,
+    interval: Option<i64>,
+) -> Result<CheckpointSpec, Rejection> {
+    let mut spec = CheckpointSpec::default();
+    if let Some(m) = mode {
+        spec.mode = CheckpointMode::parse(&m).ok_or_else(|| {
+            Rejection::invalid(
+                "checkpoint",
+                format!("{m:?} must be \"signal\" or \"none\""),
+            )
+        })?;
+    }
+    if !spec.enabled() {
+        for (field, given) in [
+            ("checkpoint_signal", signal.is_some()),
+            ("checkpoint_timeout_seconds", timeout.is_some()),
+            ("checkpoint_interval_seconds", interval.is_some()),
+        ] {
+            if given {
+                return Err(Rejection::invalid(
+                    field,
+                    "only applies with checkpoint: signal",
+                ));
+            }
+        }
+        return Ok(spec);
+    }
+    if let Some(s) = signal {
+        spec.signal = parse_signal(&s)
+            .map_err(|e| Rejection::invalid("checkpoint_signal", e))?
+            .to_string();
+    }
+    if let Some(t) = timeout {
+        spec.timeout_seconds = in_range(
+            "checkpoint_timeout_seconds",
+            t,
+            1,
+            MAX_CHECKPOINT_TIMEOUT_SECONDS,
+        )? as u64;
+    }
+    if let Some(i) = interval {
+        spec.interval_seconds = Some(in_range(
+            "checkpoint_interval_seconds",
+            i,
+            MIN_CHECKPOINT_INTERVAL_SECONDS,
+            MAX_CHECKPOINT_INTERVAL_SECONDS,
+        )? as u64);
+    }
+    Ok(spec)
 }
 
 fn default_name(command: Option<&[String]>) -> String {
@@ -349,6 +433,49 @@ mod tests {
         assert_eq!((a.indices, a.max_running), (vec![0, 1, 2, 3], Some(2)));
         assert_eq!(o.depends_on.len(), 1);
         assert!(o.hold && !o.create_tenant);
+    }
+
+    #[test]
+    fn checkpoint_fields_validate() {
+        let s = req(r#"{"command":["x"]}"#).unwrap();
+        assert!(s.preemptible);
+        assert_eq!(s.checkpoint, CheckpointSpec::default());
+        let s = req(
+            r#"{"command":["x"],"preemptible":false,"checkpoint":"signal",
+                "checkpoint_signal":"usr2","checkpoint_timeout_seconds":5,
+                "checkpoint_interval_seconds":30}"#,
+        )
+        .unwrap();
+        assert!(!s.preemptible);
+        assert_eq!(
+            s.checkpoint,
+            CheckpointSpec {
+                mode: CheckpointMode::Signal,
+                signal: "SIGUSR2".into(),
+                timeout_seconds: 5,
+                interval_seconds: Some(30),
+            }
+        );
+        let field = |json: &str| match req(json) {
+            Err(Rejection::Invalid { field, .. }) => field,
+            other => panic!("expected invalid, got {other:?}"),
+        };
+        assert_eq!(
+            field(r#"{"command":["x"],"checkpoint":"cr"}"#),
+            "checkpoint"
+        );
+        assert_eq!(
+            field(r#"{"command":["x"],"checkpoint_interval_seconds":10}"#),
+            "checkpoint_interval_seconds"
+        );
+        assert_eq!(
+            field(r#"{"command":["x"],"checkpoint":"signal","checkpoint_signal":"TERM"}"#),
+            "checkpoint_signal"
+        );
+        assert_eq!(
+            field(r#"{"command":["x"],"checkpoint":"signal","checkpoint_timeout_seconds":0}"#),
+            "checkpoint_timeout_seconds"
+        );
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub struct VCluster {
     pub weights: Weights,
     /// Half-life of the fair-share usage recorded in this vCluster.
     pub fairshare_half_life_seconds: u64,
+    /// Whether pending work may preempt lower-priority running work here.
+    pub preemption: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -92,6 +94,7 @@ impl VCluster {
             cycle_interval_ms: DEFAULT_CYCLE_INTERVAL_MS,
             weights: Weights::default(),
             fairshare_half_life_seconds: DEFAULT_HALF_LIFE_SECONDS,
+            preemption: true,
             created_at: now,
             updated_at: now,
         }
@@ -134,6 +137,9 @@ impl VCluster {
         if let Some(v) = c.fairshare_half_life_seconds {
             self.fairshare_half_life_seconds = v;
         }
+        if let Some(v) = c.preemption {
+            self.preemption = v;
+        }
         self.updated_at = now;
     }
 }
@@ -150,6 +156,7 @@ pub struct VClusterChange {
     pub weight_fairshare: Option<u32>,
     pub weight_topology: Option<u32>,
     pub fairshare_half_life_seconds: Option<u64>,
+    pub preemption: Option<bool>,
 }
 
 impl VClusterChange {
@@ -199,6 +206,9 @@ pub struct VClusterRequest {
     pub weights: Option<WeightsRequest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fairshare_half_life_seconds: Option<i64>,
+    /// Whether higher-priority pending work may preempt running work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preemption: Option<bool>,
 }
 
 fn in_range(field: &str, v: i64, min: i64, max: i64) -> Result<i64, Rejection> {
@@ -271,6 +281,7 @@ impl VClusterRequest {
                         .map(|v| v as u64)
                 })
                 .transpose()?,
+            preemption: self.preemption,
         })
     }
 }

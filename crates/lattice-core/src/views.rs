@@ -68,6 +68,8 @@ pub struct VClusterView {
     pub cycle_interval_ms: u64,
     pub weights: crate::vcluster::Weights,
     pub fairshare_half_life_seconds: u64,
+    /// Whether pending work may preempt lower-priority running work there.
+    pub preemption: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// Nodes that belong to it now, in any state.
@@ -88,6 +90,7 @@ impl VClusterView {
             cycle_interval_ms: v.cycle_interval_ms,
             weights: v.weights,
             fairshare_half_life_seconds: v.fairshare_half_life_seconds,
+            preemption: v.preemption,
             created_at: v.created_at,
             updated_at: v.updated_at,
             node_count: members.len(),

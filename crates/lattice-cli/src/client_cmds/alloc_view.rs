@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use lattice_core::array::compress;
+use lattice_core::checkpoint::{CheckpointRecord, CheckpointSpec, CheckpointTrigger};
 use lattice_core::{AllocId, AllocState, Allocation, Timestamp};
 
 use super::constraint::describe;
@@ -242,6 +243,38 @@ pub fn detail(a: &Allocation, now: Timestamp) -> String {
         ),
         ("requeued_from", opt(a.requeued_from.map(|x| x.to_string()))),
         ("requeued_as", opt(a.requeued_as.map(|x| x.to_string()))),
+        (
+            "preemptible",
+            if a.preemptible { "yes" } else { "no" }.into(),
+        ),
+        ("checkpoint", checkpoint_text(&a.checkpoint)),
+        ("preempt_count", a.preempt_count.to_string()),
+        (
+            "preempted_by",
+            opt(a
+                .preemption
+                .as_ref()
+                .map(|p| format!("{} (since {})", p.by, format_time(p.since)))),
+        ),
+        (
+            "claimed_nodes",
+            opt((!a.claimed_nodes.is_empty()).then(|| a.claimed_nodes.join(","))),
+        ),
+        (
+            "checkpoints",
+            match a.last_checkpoint_at {
+                Some(t) => format!(
+                    "{} (last successful {})",
+                    a.checkpoint_count,
+                    format_time(t)
+                ),
+                None => a.checkpoint_count.to_string(),
+            },
+        ),
+        (
+            "last_checkpoint",
+            opt(a.last_checkpoint.as_ref().map(record_text)),
+        ),
         ("tenant", a.tenant.clone()),
         ("vcluster", a.vcluster.clone()),
         ("user", a.user.clone()),
@@ -316,6 +349,53 @@ pub fn detail(a: &Allocation, now: Timestamp) -> String {
     out
 }
 
+/// An allocation's checkpoint settings: `none`, or
+/// `signal SIGUSR1, timeout 60 s, every 1:00:00`.
+pub fn checkpoint_text(c: &CheckpointSpec) -> String {
+    if !c.enabled() {
+        return c.mode.as_str().to_string();
+    }
+    let mut text = format!(
+        "{} {}, timeout {} s",
+        c.mode.as_str(),
+        c.signal,
+        c.timeout_seconds
+    );
+    if let Some(i) = c.interval_seconds {
+        text.push_str(&format!(", every {}", format_elapsed(i)));
+    }
+    text
+}
+
+/// What started a checkpoint round: `preemption`, `request 3`, `periodic 2`.
+pub fn trigger_text(t: CheckpointTrigger) -> String {
+    match t {
+        CheckpointTrigger::Preemption => "preemption".into(),
+        CheckpointTrigger::Request(n) => format!("request {n}"),
+        CheckpointTrigger::Periodic(n) => format!("periodic {n}"),
+    }
+}
+
+/// A round's duration in seconds with two decimals: `0.84s`.
+pub fn duration_text(ms: u64) -> String {
+    format!("{:.2}s", ms as f64 / 1000.0)
+}
+
+/// `success in 0.84s (request 2, 2026-03-01T12:00:10Z)`, with `: message` when there is one.
+fn record_text(r: &CheckpointRecord) -> String {
+    let mut text = format!(
+        "{} in {} ({}, {})",
+        r.outcome.as_str(),
+        duration_text(r.duration_ms),
+        trigger_text(r.trigger),
+        format_time(r.at)
+    );
+    if let Some(m) = &r.message {
+        text.push_str(&format!(": {m}"));
+    }
+    text
+}
+
 /// An exit code, with the signal spelled out for negative codes (`-9 (signal 9)`).
 fn exit_text(code: i32) -> String {
     if code < 0 {
@@ -358,6 +438,8 @@ mod tests {
             priority: 5,
             constraints: Constraints::default(),
             env: BTreeMap::new(),
+            preemptible: true,
+            checkpoint: Default::default(),
         };
         Allocation::new(id, spec, Timestamp::from_millis(T0))
     }
@@ -516,6 +598,79 @@ mod tests {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
         assert!(!text.contains("script:"));
+    }
+
+    #[test]
+    fn preempting_allocations_render() {
+        let mut allocs = sample();
+        allocs[1].state = AllocState::Preempting;
+        let text = table(&allocs, secs(70), false);
+        assert!(
+            text.lines().nth(2).unwrap().contains("  preempting  ")
+                && text.ends_with("nid001,nid002\n"),
+            "{text}"
+        );
+        // The preemptor waits with its claim; the victim, back to pending, with its reason.
+        allocs[0].reason = Some("preempting".into());
+        allocs[0].claimed_nodes = vec!["nid001".into()];
+        assert!(table(&allocs, secs(70), false).contains("(preempting)"));
+    }
+
+    #[test]
+    fn detail_shows_preemption_and_checkpoints() {
+        use lattice_core::allocation::Preemption;
+        use lattice_core::checkpoint::{CheckpointMode, CheckpointOutcome, CheckpointRecord};
+
+        let plain = detail(&alloc(1, "x"), secs(0));
+        for want in [
+            "preemptible:     yes\n",
+            "checkpoint:      none\n",
+            "preempt_count:   0\n",
+            "preempted_by:    -\n",
+            "claimed_nodes:   -\n",
+            "checkpoints:     0\n",
+            "last_checkpoint: -\n",
+        ] {
+            assert!(plain.contains(want), "missing {want:?} in\n{plain}");
+        }
+
+        let mut a = sample().remove(1);
+        a.state = AllocState::Preempting;
+        a.preemptible = false;
+        a.checkpoint.mode = CheckpointMode::Signal;
+        a.checkpoint.signal = "SIGUSR2".into();
+        a.checkpoint.interval_seconds = Some(3600);
+        a.preempt_count = 2;
+        a.preemption = Some(Preemption {
+            by: 14,
+            since: secs(30),
+            stopped_ranks: 0,
+        });
+        a.checkpoint_count = 3;
+        a.last_checkpoint_at = Some(secs(20));
+        a.last_checkpoint = Some(CheckpointRecord {
+            trigger: CheckpointTrigger::Request(2),
+            outcome: CheckpointOutcome::Failure,
+            duration_ms: 1234,
+            at: secs(25),
+            message: Some("nid002: disk full".into()),
+        });
+        let text = detail(&a, secs(40));
+        for want in [
+            "state:           preempting\n",
+            "preemptible:     no\n",
+            "checkpoint:      signal SIGUSR2, timeout 60 s, every 1:00:00\n",
+            "preempt_count:   2\n",
+            "preempted_by:    14 (since 2026-03-01T12:00:30Z)\n",
+            "checkpoints:     3 (last successful 2026-03-01T12:00:20Z)\n",
+            "last_checkpoint: failure in 1.23s (request 2, 2026-03-01T12:00:25Z): \
+             nid002: disk full\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        let mut p = alloc(3, "big");
+        p.claimed_nodes = vec!["nid001".into(), "nid002".into()];
+        assert!(detail(&p, secs(0)).contains("claimed_nodes:   nid001,nid002\n"));
     }
 
     #[test]

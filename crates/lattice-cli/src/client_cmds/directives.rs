@@ -298,6 +298,20 @@ mod tests {
     }
 
     #[test]
+    fn sbatch_requeue_options_are_not_preemption_options() {
+        // `--no-requeue` is about node failures in Slurm, not preemption: never mapped.
+        let s = scan("#SBATCH --no-requeue\n#SBATCH --requeue\n").unwrap();
+        assert!(s.directives.is_empty());
+        assert_eq!(
+            s.warnings,
+            [
+                "ignoring unsupported #SBATCH option --no-requeue (line 1)",
+                "ignoring unsupported #SBATCH option --requeue (line 2)",
+            ]
+        );
+    }
+
+    #[test]
     fn scanning_stops_at_the_first_command() {
         let script = "#!/bin/sh\n#LATTICE -N 2\necho hi\n#LATTICE -N 8\n#SBATCH --bogus\n";
         let s = scan(script).unwrap();

@@ -32,6 +32,28 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     parsed.ok_or_else(|| EXPECTED.to_string())
 }
 
+/// What every error message of [`parse_seconds`] says a value may look like.
+pub const EXPECTED_SECONDS: &str = "expected seconds, or units such as 90s, 5m, 1h, 1h30m";
+
+/// Parses a length given in seconds (`--checkpoint-timeout 120`): a bare number is seconds
+/// (not minutes, as with a walltime), and unit forms (`90s`, `5m`, `1h30m`, `1d`) are
+/// accepted too.
+pub fn parse_seconds(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    if let Some(n) = number(t) {
+        return Ok(n);
+    }
+    if t.starts_with('-') || t.starts_with('+') {
+        return Err(format!("a duration cannot be signed: {EXPECTED_SECONDS}"));
+    }
+    if t.bytes().any(|b| b.is_ascii_alphabetic()) {
+        if let Some(n) = parse_units(&t.to_ascii_lowercase()) {
+            return Ok(n);
+        }
+    }
+    Err(EXPECTED_SECONDS.to_string())
+}
+
 /// `[D-]...` Slurm forms; `None` if malformed or overflowing.
 fn parse_slurm(t: &str) -> Option<u64> {
     let (days, rest) = match t.split_once('-') {
@@ -167,6 +189,29 @@ mod tests {
             "1_000",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn seconds_are_seconds() {
+        assert_eq!(parse_seconds("120"), Ok(120), "a bare number is seconds");
+        assert_eq!(parse_seconds(" 0 "), Ok(0));
+        assert_eq!(parse_seconds("90s"), Ok(90));
+        assert_eq!(parse_seconds("5m"), Ok(300));
+        assert_eq!(parse_seconds("1H30M"), Ok(5400));
+        assert_eq!(parse_seconds("1d"), Ok(86400));
+        for bad in [
+            "",
+            "-5",
+            "+5",
+            "1:30",
+            "1.5",
+            "soon",
+            "1h1h",
+            "99999999999999999999",
+        ] {
+            let e = parse_seconds(bad).unwrap_err();
+            assert!(e.contains("seconds"), "{bad:?}: {e}");
         }
     }
 

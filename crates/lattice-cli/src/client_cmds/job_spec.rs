@@ -11,6 +11,10 @@ use std::collections::BTreeMap;
 
 use clap::{Args, Parser};
 use lattice_core::array::parse_array;
+use lattice_core::checkpoint::{
+    parse_signal, CheckpointMode, CHECKPOINT_SIGNALS, MAX_CHECKPOINT_INTERVAL_SECONDS,
+    MAX_CHECKPOINT_TIMEOUT_SECONDS,
+};
 use lattice_core::dependency::parse_dependencies;
 use lattice_core::submit::{
     validate_name, SubmitRequest, MAX_NODES, MAX_PRIORITY, MAX_WALLTIME_SECONDS,
@@ -19,7 +23,7 @@ use lattice_core::{Constraints, Rejection};
 
 use super::constraint::apply_constraint;
 use super::directives::Directive;
-use super::duration::parse_duration;
+use super::duration::{parse_duration, parse_seconds};
 
 /// Flags that describe the job; they may also appear in `#LATTICE` directives.
 #[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
@@ -69,6 +73,25 @@ pub struct JobOptions {
     /// Submit held: not scheduled until `lattice release`
     #[arg(short = 'H', long)]
     pub hold: bool,
+    /// Never preempt this job to make room for higher-priority work
+    #[arg(long)]
+    pub no_preempt: bool,
+    /// How the job is checkpointed: `signal` (the agent sends --checkpoint-signal and waits
+    /// for the job to write $LATTICE_CHECKPOINT_ACK) or `none` [default: none, or signal when
+    /// another --checkpoint-* flag is given]
+    #[arg(long, value_name = "signal|none")]
+    pub checkpoint: Option<String>,
+    /// Signal that asks the job to checkpoint: USR1, USR2, HUP, INT, QUIT or WINCH
+    /// [default: SIGUSR1]
+    #[arg(long, value_name = "SIG")]
+    pub checkpoint_signal: Option<String>,
+    /// How long a checkpoint may take: seconds, or 90s, 5m, 1h (at most 1 hour) [default: 60]
+    #[arg(long, value_name = "SECS")]
+    pub checkpoint_timeout: Option<String>,
+    /// Also checkpoint periodically, every this many seconds of the run:
+    /// seconds, or 30m, 2h
+    #[arg(long, value_name = "SECS")]
+    pub checkpoint_interval: Option<String>,
 }
 
 /// Parses the words of one directive line.
@@ -121,6 +144,11 @@ pub struct Layered {
     pub array: Option<Sourced>,
     pub depends_on: Option<Sourced>,
     pub hold: bool,
+    pub no_preempt: bool,
+    pub checkpoint: Option<Sourced>,
+    pub checkpoint_signal: Option<Sourced>,
+    pub checkpoint_timeout: Option<Sourced>,
+    pub checkpoint_interval: Option<Sourced>,
 }
 
 impl Layered {
@@ -140,7 +168,12 @@ impl Layered {
         set(&mut self.user, opts.user);
         set(&mut self.array, opts.array);
         set(&mut self.depends_on, opts.depends_on);
+        set(&mut self.checkpoint, opts.checkpoint);
+        set(&mut self.checkpoint_signal, opts.checkpoint_signal);
+        set(&mut self.checkpoint_timeout, opts.checkpoint_timeout);
+        set(&mut self.checkpoint_interval, opts.checkpoint_interval);
         self.hold |= opts.hold;
+        self.no_preempt |= opts.no_preempt;
         if replace_constraints && !opts.constraints.is_empty() {
             self.constraints.clear();
         }
@@ -232,6 +265,7 @@ pub fn resolve(l: Layered, user: Sourced) -> Result<SubmitRequest, String> {
             })?;
         req.priority = Some(p);
     }
+    checkpoint(&l, &mut req)?;
     for (flag, slot, field) in [
         ("--tenant", &l.tenant, &mut req.tenant),
         ("--vcluster", &l.vcluster, &mut req.vcluster),
@@ -257,6 +291,9 @@ pub fn resolve(l: Layered, user: Sourced) -> Result<SubmitRequest, String> {
     if l.hold {
         req.hold = Some(true);
     }
+    if l.no_preempt {
+        req.preemptible = Some(false);
+    }
 
     if !l.constraints.is_empty() {
         let mut c = Constraints::default();
@@ -277,6 +314,71 @@ pub fn resolve(l: Layered, user: Sourced) -> Result<SubmitRequest, String> {
         req.env = Some(env);
     }
     Ok(req)
+}
+
+/// The `--checkpoint*` flags. Giving the signal, timeout or interval without `--checkpoint`
+/// implies `--checkpoint=signal`; with `--checkpoint=none` they are refused.
+fn checkpoint(l: &Layered, req: &mut SubmitRequest) -> Result<(), String> {
+    let bad = |flag: &str, s: &Sourced, why: &str| {
+        format!("invalid {flag} {:?}: {why}{}", s.value, s.suffix())
+    };
+    let mode = match &l.checkpoint {
+        Some(s) => Some(
+            CheckpointMode::parse(&s.value.trim().to_ascii_lowercase())
+                .ok_or_else(|| bad("--checkpoint", s, "expected signal or none"))?,
+        ),
+        None => None,
+    };
+    let details = [
+        ("--checkpoint-signal", &l.checkpoint_signal),
+        ("--checkpoint-timeout", &l.checkpoint_timeout),
+        ("--checkpoint-interval", &l.checkpoint_interval),
+    ];
+    if mode == Some(CheckpointMode::None) {
+        if let Some((flag, Some(s))) = details.iter().find(|(_, s)| s.is_some()) {
+            return Err(bad(flag, s, "only applies with --checkpoint=signal"));
+        }
+    }
+    if let Some(s) = &l.checkpoint_signal {
+        let sig = parse_signal(&s.value).map_err(|_| {
+            bad(
+                "--checkpoint-signal",
+                s,
+                &format!("expected one of {}", CHECKPOINT_SIGNALS.join(", ")),
+            )
+        })?;
+        req.checkpoint_signal = Some(sig.to_string());
+    }
+    let seconds = |flag: &str, s: &Sourced, max: i64, range: &str| {
+        let n = parse_seconds(&s.value).map_err(|why| bad(flag, s, &why))?;
+        match i64::try_from(n) {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(bad(flag, s, &format!("must be from 1 second to {range}"))),
+        }
+    };
+    if let Some(s) = &l.checkpoint_timeout {
+        req.checkpoint_timeout_seconds = Some(seconds(
+            "--checkpoint-timeout",
+            s,
+            MAX_CHECKPOINT_TIMEOUT_SECONDS,
+            "1 hour",
+        )?);
+    }
+    if let Some(s) = &l.checkpoint_interval {
+        req.checkpoint_interval_seconds = Some(seconds(
+            "--checkpoint-interval",
+            s,
+            MAX_CHECKPOINT_INTERVAL_SECONDS,
+            "366 days",
+        )?);
+    }
+    let implied = details.iter().any(|(_, s)| s.is_some());
+    req.checkpoint = match mode {
+        Some(m) => Some(m.as_str().to_string()),
+        None if implied => Some(CheckpointMode::Signal.as_str().to_string()),
+        None => None,
+    };
+    Ok(())
 }
 
 /// Final check with the server's own validation (names, env, script size); the error names the
@@ -304,6 +406,11 @@ fn flag_of(field: &str) -> &str {
         "env" => "--env",
         "array" => "--array",
         "depends_on" => "--depends-on",
+        "preemptible" => "--no-preempt",
+        "checkpoint" => "--checkpoint",
+        "checkpoint_signal" => "--checkpoint-signal",
+        "checkpoint_timeout_seconds" => "--checkpoint-timeout",
+        "checkpoint_interval_seconds" => "--checkpoint-interval",
         f if f.starts_with("constraints") => "--constraint",
         other => other,
     }
@@ -423,6 +530,12 @@ mod tests {
             &["--user=-x"],
             &["-C", "min_gpus=lots"],
             &["--env", "NOVALUE"],
+            &["--checkpoint", "cr"],
+            &["--checkpoint-signal", "KILL"],
+            &["--checkpoint-timeout", "3601"],
+            &["--checkpoint-timeout", "0"],
+            &["--checkpoint-interval", "0"],
+            &["--checkpoint-interval", "soon"],
         ] {
             let e = build("", args).unwrap_err();
             assert!(e.starts_with("invalid -"), "{args:?}: {e}");
@@ -448,6 +561,77 @@ mod tests {
         );
         let e = build("#LATTICE --depends-on 4:maybe\n", &[]).unwrap_err();
         assert!(e.contains("--depends-on") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn preemption_and_checkpoint_flags() {
+        let r = build("", &["--no-preempt"]).unwrap();
+        assert_eq!(r.preemptible, Some(false));
+        assert_eq!(r.checkpoint, None);
+        let r = build("", &[]).unwrap();
+        assert_eq!(
+            (r.preemptible, r.checkpoint),
+            (None, None),
+            "server defaults"
+        );
+
+        let script = "#!/bin/sh\n\
+                      #LATTICE --checkpoint=signal --checkpoint-signal usr2 --checkpoint-timeout 2m\n\
+                      #LATTICE --checkpoint-interval 1h --no-preempt\nsrun x\n";
+        let mut r = build(script, &["--checkpoint-timeout", "90"]).unwrap();
+        assert_eq!(r.checkpoint.as_deref(), Some("signal"));
+        assert_eq!(r.checkpoint_signal.as_deref(), Some("SIGUSR2"));
+        assert_eq!(
+            r.checkpoint_timeout_seconds,
+            Some(90),
+            "the command line wins; a bare number is seconds"
+        );
+        assert_eq!(r.checkpoint_interval_seconds, Some(3600));
+        assert_eq!(r.preemptible, Some(false));
+        r.command = Some(vec!["true".into()]);
+        assert_eq!(check(&r), Ok(()), "the server accepts what the flags build");
+
+        // Any detail implies --checkpoint=signal.
+        let r = build("", &["--checkpoint-interval", "600"]).unwrap();
+        assert_eq!(r.checkpoint.as_deref(), Some("signal"));
+        assert_eq!(r.checkpoint_interval_seconds, Some(600));
+        let r = build("", &["--checkpoint", "NONE"]).unwrap();
+        assert_eq!(r.checkpoint.as_deref(), Some("none"));
+
+        let e = build("", &["--checkpoint=cr"]).unwrap_err();
+        assert_eq!(e, "invalid --checkpoint \"cr\": expected signal or none");
+        let e = build("", &["--checkpoint=none", "--checkpoint-signal", "USR1"]).unwrap_err();
+        assert_eq!(
+            e,
+            "invalid --checkpoint-signal \"USR1\": only applies with --checkpoint=signal"
+        );
+        let e = build("", &["--checkpoint-signal", "TERM"]).unwrap_err();
+        assert!(e.contains("SIGUSR1, SIGUSR2"), "{e}");
+        let e = build("", &["--checkpoint-timeout", "2h"]).unwrap_err();
+        assert!(e.ends_with("must be from 1 second to 1 hour"), "{e}");
+        let e = build("#!/bin/sh\n#LATTICE --checkpoint-interval=soon\n", &[]).unwrap_err();
+        assert!(
+            e.starts_with("invalid --checkpoint-interval \"soon\": expected seconds")
+                && e.ends_with("(#LATTICE on line 2 of job.sh)"),
+            "{e}"
+        );
+        // The command line's --checkpoint=none beats the script's signal, and then the
+        // script's details do not apply.
+        let e = build(
+            "#LATTICE --checkpoint=signal --checkpoint-timeout 30\n",
+            &["--checkpoint", "none"],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("--checkpoint-timeout") && e.contains("line 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sbatch_no_requeue_is_not_no_preempt() {
+        let r = build("#!/bin/sh\n#SBATCH --no-requeue\n", &[]).unwrap();
+        assert_eq!(r.preemptible, None);
     }
 
     #[test]

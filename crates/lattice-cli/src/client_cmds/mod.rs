@@ -1,14 +1,15 @@
 //! Client subcommands (`submit`, `status`, `cancel`, `logs`, `nodes`, `hold`, `release`,
-//! `requeue`, `tenants`, `vclusters`, ...), modelled on Slurm's `sbatch`, `squeue`,
+//! `requeue`, `checkpoint`, `tenants`, `vclusters`, ...), modelled on Slurm's `sbatch`, `squeue`,
 //! `scancel`, `sinfo`, `scontrol` and `sacctmgr`. They talk to the control plane only through
 //! `lattice-client`.
 //!
-//! Exit codes: 0 on success, 1 when the server or the network fails (one `error: ...` line on
-//! stderr), 2 for usage errors (bad flag values, unreadable script, bad endpoint), with nothing
+//! Exit codes: 0 on success, 1 when the server or the network fails or the work asked for
+//! failed (a checkpoint that failed; one `error: ...` line on stderr), 2 for usage errors (bad flag values, unreadable script, bad endpoint), with nothing
 //! sent to the server.
 
 mod alloc_view;
 mod cancel;
+mod checkpoint;
 mod constraint;
 mod directives;
 mod duration;
@@ -55,6 +56,8 @@ pub enum ClientCommand {
     Release(hold::HoldArgs),
     /// Run allocations again as new pending ones (like scontrol requeue).
     Requeue(requeue::RequeueArgs),
+    /// Checkpoint a running allocation now and wait for the checkpoint to end.
+    Checkpoint(checkpoint::CheckpointArgs),
     /// List tenants (accounts) with shares, quotas and usage, or create / change one.
     Tenants(tenants::TenantsArgs),
     /// List vClusters (partitions) with policy and nodes, or create / change one.
@@ -74,6 +77,8 @@ pub(crate) enum CmdError {
     Closed,
     /// Local I/O failed (exit 1).
     Io(String),
+    /// What the command asked for failed or did not happen in time (exit 1).
+    Failed(String),
 }
 
 impl From<ClientError> for CmdError {
@@ -95,6 +100,7 @@ pub async fn run(cmd: ClientCommand, endpoint: &str) -> i32 {
         ClientCommand::Hold(a) => hold::run(a, endpoint, true).await,
         ClientCommand::Release(a) => hold::run(a, endpoint, false).await,
         ClientCommand::Requeue(a) => requeue::run(a, endpoint).await,
+        ClientCommand::Checkpoint(a) => checkpoint::run(a, endpoint).await,
         ClientCommand::Tenants(a) => tenants::run(a, endpoint).await,
         ClientCommand::Vclusters(a) => vclusters::run(a, endpoint).await,
     };
@@ -114,7 +120,7 @@ fn exit_code(result: Result<(), CmdError>) -> i32 {
             output::error_line(&e.to_string());
             1
         }
-        Err(CmdError::Io(msg)) => {
+        Err(CmdError::Io(msg)) | Err(CmdError::Failed(msg)) => {
             output::error_line(&msg);
             1
         }
@@ -158,6 +164,7 @@ mod tests {
         assert_eq!(exit_code(Err(CmdError::Closed)), 0);
         assert_eq!(exit_code(Err(CmdError::Usage("x".into()))), 2);
         assert_eq!(exit_code(Err(CmdError::Reported)), 1);
+        assert_eq!(exit_code(Err(CmdError::Failed("timeout".into()))), 1);
         let api = ClientError::Api {
             status: 404,
             message: "allocation 9 not found".into(),

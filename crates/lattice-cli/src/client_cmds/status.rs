@@ -1,4 +1,5 @@
-//! `lattice status`: like `squeue`. Without an ID, a table of pending and running allocations
+//! `lattice status`: like `squeue`. Without an ID, a table of pending, running and preempting
+//! allocations
 //! (every state with `--all`, chosen ones with `--state`), a job array folded into one line
 //! unless `--expand`, with estimated starts under `--start`; with an ID (`42` or `42_7`), one
 //! allocation in detail.
@@ -23,8 +24,8 @@ pub struct StatusArgs {
     /// Include finished allocations (completed, failed, cancelled)
     #[arg(short = 'a', long, conflicts_with_all = ["id", "state"])]
     pub all: bool,
-    /// Only these states: pending, running, completed, failed, cancelled (or Slurm's PD, R, CD,
-    /// F, CA); comma-separated or repeated
+    /// Only these states: pending, running, preempting, completed, failed, cancelled (or
+    /// Slurm's PD, R, PR, CD, F, CA); comma-separated or repeated
     #[arg(short = 't', long, value_name = "STATE", value_delimiter = ',', value_parser = parse_state, conflicts_with = "id")]
     pub state: Vec<AllocState>,
     /// Only this tenant's allocations
@@ -62,13 +63,16 @@ fn parse_state(text: &str) -> Result<AllocState, String> {
     let state = match lower.as_str() {
         "pd" => Some(AllocState::Pending),
         "r" => Some(AllocState::Running),
+        "pr" => Some(AllocState::Preempting),
         "cd" => Some(AllocState::Completed),
         "f" => Some(AllocState::Failed),
         "ca" | "canceled" => Some(AllocState::Cancelled),
         other => AllocState::parse(other),
     };
     state.ok_or_else(|| {
-        "expected pending, running, completed, failed or cancelled (or PD, R, CD, F, CA)".into()
+        "expected pending, running, preempting, completed, failed or cancelled \
+         (or PD, R, PR, CD, F, CA)"
+            .into()
     })
 }
 
@@ -113,7 +117,12 @@ fn states_to_query(args: &StatusArgs) -> Vec<Option<AllocState>> {
         return vec![None];
     }
     let mut states = if args.state.is_empty() {
-        vec![AllocState::Pending, AllocState::Running]
+        // Preempting allocations still hold their nodes: they are active work.
+        vec![
+            AllocState::Pending,
+            AllocState::Running,
+            AllocState::Preempting,
+        ]
     } else {
         args.state.clone()
     };
@@ -136,12 +145,16 @@ mod tests {
     }
 
     #[test]
-    fn defaults_to_pending_and_running() {
+    fn defaults_to_active_states() {
         let a = status(&[]);
         assert_eq!(a.output, Format::Table);
         assert_eq!(
             states_to_query(&a),
-            [Some(AllocState::Pending), Some(AllocState::Running)]
+            [
+                Some(AllocState::Pending),
+                Some(AllocState::Running),
+                Some(AllocState::Preempting)
+            ]
         );
         assert_eq!(states_to_query(&status(&["--all"])), [None]);
     }
@@ -158,6 +171,8 @@ mod tests {
             ]
         );
         assert!(parse(&["status", "--state", "bogus"]).is_err());
+        let a = status(&["-t", "PR", "-t", "preempting"]);
+        assert_eq!(states_to_query(&a), [Some(AllocState::Preempting)]);
     }
 
     #[test]

@@ -19,12 +19,14 @@ use super::{connect, CmdError};
     lattice submit --wrap 'hostname; sleep 10'\n  \
     lattice submit --array 0-999%50 job.sh      (task i: $LATTICE_TASK_INDEX)\n  \
     lattice submit --depends-on 41:success,40:any -- ./post.sh\n  \
-    lattice submit --hold job.sh                (then: lattice release ID)\n\n\
+    lattice submit --hold job.sh                (then: lattice release ID)\n  \
+    lattice submit --checkpoint=signal --checkpoint-interval 1h job.sh\n  \
+    lattice submit --no-preempt -- ./must-not-stop.sh\n\n\
     Script directives (at the top of the script, before the first command):\n  \
     #LATTICE lines take the flags above, e.g. #LATTICE --walltime=2h -C gpu_type=H100\n  \
     #SBATCH -N/--nodes, -t/--time, -J/--job-name, -p/--partition, -A/--account,\n  \
     -C/--constraint, -a/--array, -d/--dependency and -H/--hold are understood; other\n  \
-    #SBATCH options are ignored with a warning.\n\
+    #SBATCH options are ignored with a warning (--no-requeue is not --no-preempt).\n\
     Flags on the command line override directives.")]
 pub struct SubmitArgs {
     #[command(flatten)]
@@ -208,6 +210,30 @@ mod tests {
     }
 
     #[test]
+    fn preemption_and_checkpoint_flags() {
+        let a = submit(&[
+            "--no-preempt",
+            "--checkpoint=signal",
+            "--checkpoint-signal",
+            "USR2",
+            "--checkpoint-timeout",
+            "120",
+            "--checkpoint-interval=1h",
+            "job.sh",
+        ]);
+        assert!(a.job.no_preempt);
+        assert_eq!(a.job.checkpoint.as_deref(), Some("signal"));
+        assert_eq!(a.job.checkpoint_signal.as_deref(), Some("USR2"));
+        assert_eq!(a.job.checkpoint_timeout.as_deref(), Some("120"));
+        assert_eq!(a.job.checkpoint_interval.as_deref(), Some("1h"));
+        assert_eq!(a.script, Some(PathBuf::from("job.sh")));
+        let a = submit(&["job.sh"]);
+        assert!(!a.job.no_preempt && a.job.checkpoint.is_none());
+        assert!(parse(&["submit", "--checkpoint", "--", "true"]).is_err());
+        assert!(parse(&["submit", "--no-preempt=yes", "j.sh"]).is_err());
+    }
+
+    #[test]
     fn output_flags() {
         assert!(submit(&["--parsable", "j.sh"]).parsable);
         assert_eq!(
@@ -234,6 +260,14 @@ mod tests {
             &["-N", "0", "--", "true"][..],
             &["-t", "soon", "--", "true"],
             &["-o", "out.txt", "--", "true"],
+            &["--checkpoint-signal", "TERM", "--", "true"],
+            &[
+                "--checkpoint=none",
+                "--checkpoint-interval",
+                "1h",
+                "--",
+                "true",
+            ],
             &["/nonexistent/job.sh"],
             &[],
         ] {

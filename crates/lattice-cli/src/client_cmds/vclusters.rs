@@ -1,8 +1,9 @@
 //! `lattice vclusters`: like `sinfo -s` / `scontrol show partition`. Lists vClusters with their
-//! policy, nodes and queue; `vclusters show NAME` shows one; `vclusters create NAME ...` and
+//! policy, preemption, nodes and queue; `vclusters show NAME` shows one; `vclusters create NAME ...` and
 //! `vclusters set NAME ...` change them (administrators).
 
 use clap::{Args, Subcommand};
+use lattice_client::VClusterInfo;
 use lattice_core::vcluster::{Policy, VClusterRequest, WeightsRequest};
 use lattice_core::views::VClusterView;
 
@@ -75,6 +76,9 @@ pub struct VClusterSettings {
     /// Half-life of fair-share usage: 7d, 12h, 90m, ...
     #[arg(long, value_name = "DURATION")]
     pub half_life: Option<String>,
+    /// Whether higher-priority pending work may preempt running work here [default: on]
+    #[arg(long, value_name = "on|off", value_parser = clap::builder::BoolishValueParser::new())]
+    pub preemption: Option<bool>,
 }
 
 /// `500`, `500ms`, `2s`, `1m`: milliseconds.
@@ -141,6 +145,7 @@ impl VClusterSettings {
             cycle_interval_ms: self.cycle_interval,
             weights: (!self.weights.is_empty()).then_some(w),
             fairshare_half_life_seconds: half_life,
+            preemption: self.preemption,
         })
     }
 }
@@ -204,11 +209,20 @@ fn weights(v: &VClusterView) -> String {
     )
 }
 
-pub fn table(vcs: &[VClusterView]) -> String {
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+pub fn table(vcs: &[VClusterInfo]) -> String {
     use Align::{Left, Right};
     let mut t = Table::new(vec![
         ("VCLUSTER", Left),
         ("POLICY", Left),
+        ("PREEMPT", Left),
         ("NODES", Right),
         ("FREE", Right),
         ("PENDING", Right),
@@ -219,6 +233,7 @@ pub fn table(vcs: &[VClusterView]) -> String {
         t.row(vec![
             v.name.clone(),
             v.policy.as_str().into(),
+            on_off(v.preemption).into(),
             v.node_count.to_string(),
             v.free_nodes.to_string(),
             v.pending_allocations.to_string(),
@@ -229,10 +244,11 @@ pub fn table(vcs: &[VClusterView]) -> String {
     t.render()
 }
 
-pub fn detail(v: &VClusterView) -> String {
+pub fn detail(v: &VClusterInfo) -> String {
     let fields = [
         ("name", v.name.clone()),
         ("policy", v.policy.as_str().to_string()),
+        ("preemption", on_off(v.preemption).to_string()),
         ("selector", selector(v)),
         ("nodes", format!("{} ({} free)", v.node_count, v.free_nodes)),
         ("pending", v.pending_allocations.to_string()),
@@ -297,5 +313,58 @@ mod tests {
         assert!(parse(&["vclusters", "create", "g", "--policy", "lifo"]).is_err());
         let cleared = settings(&["--nodes", "none"]).request("gpu").unwrap();
         assert_eq!(cleared.nodes, Some(None));
+        assert_eq!(cleared.preemption, None, "unset: unchanged");
+    }
+
+    #[test]
+    fn preemption_is_switched_on_or_off() {
+        let r = |args: &[&str]| settings(args).request("gpu").unwrap().preemption;
+        assert_eq!(r(&["--preemption", "off"]), Some(false));
+        assert_eq!(r(&["--preemption=on"]), Some(true));
+        assert_eq!(r(&["--preemption", "no"]), Some(false));
+        assert!(parse(&["vclusters", "create", "g", "--preemption", "maybe"]).is_err());
+        assert!(parse(&["vclusters", "create", "g", "--preemption"]).is_err());
+        let set = parse(&["vclusters", "set", "gpu", "--preemption", "off"]);
+        assert!(
+            matches!(
+                set,
+                Ok(ClientCommand::Vclusters(VClustersArgs {
+                    action: Some(VClustersAction::Set { ref settings, .. }),
+                    ..
+                })) if settings.preemption == Some(false)
+            ),
+            "{set:?}"
+        );
+    }
+
+    fn view(name: &str, preemption: bool) -> VClusterInfo {
+        VClusterView {
+            name: name.into(),
+            features: vec![],
+            nodes: vec![],
+            policy: Policy::Backfill,
+            cycle_interval_ms: 500,
+            weights: Default::default(),
+            fairshare_half_life_seconds: 3600,
+            preemption,
+            created_at: Default::default(),
+            updated_at: Default::default(),
+            node_count: 4,
+            free_nodes: 1,
+            pending_allocations: 2,
+        }
+    }
+
+    #[test]
+    fn listings_show_preemption() {
+        let text = table(&[view("default", true), view("batch", false)]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("VCLUSTER  POLICY    PREEMPT  NODES"),
+            "{text}"
+        );
+        assert!(lines[1].starts_with("default   backfill  on "), "{text}");
+        assert!(lines[2].starts_with("batch     backfill  off "), "{text}");
+        assert!(detail(&view("batch", false)).contains("preemption:          off\n"));
     }
 }

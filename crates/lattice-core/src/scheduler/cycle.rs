@@ -7,6 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::allocation::{AllocId, AllocState, Allocation};
 use crate::node::Node;
+use crate::scheduler::{Placement, Plan};
 use crate::state::ClusterState;
 use crate::tenant::{Tenant, TenantLoad};
 use crate::time::Timestamp;
@@ -83,6 +84,11 @@ pub struct Cycle<'a> {
     pub array_running: FastMap<AllocId, u32>,
     /// Queues at least this long are built on two threads (see `queue.rs`).
     pub parallel_from: usize,
+    /// Live claims of pending preemptors (held by nobody else: their nodes are `taken` from
+    /// the start of the cycle): claimant -> its claimed nodes, ascending.
+    pub claims: FastMap<AllocId, Vec<u32>>,
+    /// Preemptors started on their claims at the start of the cycle ([`Cycle::start_claims`]).
+    pub started: FastMap<AllocId, ()>,
 }
 
 impl<'a> Cycle<'a> {
@@ -113,7 +119,7 @@ impl<'a> Cycle<'a> {
             .iter()
             .map(|t| t.max_nodes.is_some() || t.max_running.is_some())
             .collect();
-        Cycle {
+        let mut cx = Cycle {
             state,
             now,
             taken: vec![false; nodes.len()],
@@ -126,7 +132,120 @@ impl<'a> Cycle<'a> {
             has_quota,
             array_running: FastMap::default(),
             parallel_from: crate::scheduler::queue::PARALLEL_FROM,
+            claims: FastMap::default(),
+            started: FastMap::default(),
+        };
+        cx.load_claims();
+        cx
+    }
+
+    /// Takes the nodes of every live claim (`ClusterState::live_claim`).
+    fn load_claims(&mut self) {
+        let state = self.state;
+        if state.claims().is_empty() {
+            return;
         }
+        let index = |id: &str| {
+            self.nodes
+                .binary_search_by(|n| n.id.as_str().cmp(id))
+                .ok()
+                .map(|i| i as u32)
+        };
+        let mut claims: FastMap<AllocId, Vec<u32>> = FastMap::default();
+        let mut seen = std::collections::BTreeSet::new();
+        for claimant in state.claims().values() {
+            if !seen.insert(*claimant) {
+                continue;
+            }
+            let Some(a) = state.allocation(*claimant) else {
+                continue;
+            };
+            if !state.live_claim(a.id) {
+                continue;
+            }
+            let nodes: Option<Vec<u32>> = a.claimed_nodes.iter().map(|n| index(n)).collect();
+            let Some(mut nodes) = nodes else {
+                continue;
+            };
+            nodes.sort_unstable();
+            claims.insert(*claimant, nodes);
+        }
+        for id in claims.keys() {
+            if let Some(a) = state.allocation(*id) {
+                let w = Work::of(self, a);
+                self.count(&w, true);
+            }
+        }
+        for nodes in claims.values() {
+            for &i in nodes {
+                self.claim_node(i as usize);
+            }
+        }
+        self.claims = claims;
+    }
+
+    /// Starts every preemptor whose claimed nodes are all free, before any queue is worked:
+    /// as if it had started the moment its victims left, so the rest of the cycle sees it
+    /// running exactly as the next cycle will. Its quota and cap were counted since its
+    /// claim; one over a quota lowered meanwhile stays waiting.
+    pub fn start_claims(&mut self, plan: &mut Plan) {
+        let mut ready: Vec<(AllocId, Vec<u32>)> = self
+            .claims
+            .iter()
+            .filter(|(_, nodes)| nodes.iter().all(|&i| self.nodes[i as usize].is_free()))
+            .map(|(id, nodes)| (*id, nodes.clone()))
+            .collect();
+        ready.sort_unstable();
+        for (id, nodes) in ready {
+            let Some(a) = self.state.allocation(id) else {
+                continue;
+            };
+            let w = Work::of(self, a);
+            self.count(&w, false);
+            if self.over_limit(&w) {
+                self.count(&w, true);
+                continue;
+            }
+            self.place(&w, &nodes);
+            self.claims.remove(&id);
+            self.started.insert(id, ());
+            plan.placements.push(Placement {
+                allocation: id,
+                nodes: nodes
+                    .iter()
+                    .map(|&i| self.nodes[i as usize].id.clone())
+                    .collect(),
+            });
+        }
+    }
+
+    /// Whether starting `w` now would exceed its tenant's quota or its array's cap.
+    fn over_limit(&mut self, w: &Work) -> bool {
+        if let Some(t) = w.tenant() {
+            if crate::tenant::quota_exceeded(
+                self.tenants[t as usize],
+                self.loads[t as usize],
+                w.nodes,
+            )
+            .is_some()
+            {
+                return true;
+            }
+        }
+        let Some(array) = w.array() else {
+            return false;
+        };
+        let cap = self.state.array(array).and_then(|i| i.max_running);
+        cap.is_some_and(|c| self.array_running(array) >= c)
+    }
+
+    /// Takes a node claimed by a preemptor: no one else is placed there, and reservations
+    /// and estimates do not count on it (how long the preemptor keeps it is not known until
+    /// it starts). The same in the cycle that makes the claim and in later ones, so an
+    /// unchanged state gives an unchanged plan.
+    pub fn claim_node(&mut self, i: usize) {
+        self.taken[i] = true;
+        self.avail[i] = NEVER;
     }
 
     /// The index of a tenant in `tenants` and `loads`.
@@ -149,7 +268,7 @@ impl<'a> Cycle<'a> {
         *self
             .array_running
             .entry(array)
-            .or_insert_with(|| state.array_tally(array)[AllocState::Running as usize])
+            .or_insert_with(|| state.array_running(array))
     }
 
     /// Records a placement of this cycle.
@@ -162,13 +281,26 @@ impl<'a> Cycle<'a> {
             self.taken[i as usize] = true;
             self.avail[i as usize] = end;
         }
+        self.count(w, true);
+    }
+
+    /// Counts (`add`) or uncounts `w` in its tenant's load and its array's running count.
+    /// A preemptor waiting on its claim is counted as if it ran, so that work placed while
+    /// it waits cannot use up the quota or cap it needs.
+    pub fn count(&mut self, w: &Work, add: bool) {
         if let Some(t) = w.tenant() {
             let load = &mut self.loads[t as usize];
-            load.nodes += u64::from(w.nodes);
-            load.running += 1;
+            if add {
+                load.nodes += u64::from(w.nodes);
+                load.running += 1;
+            } else {
+                load.nodes = load.nodes.saturating_sub(u64::from(w.nodes));
+                load.running = load.running.saturating_sub(1);
+            }
         }
         if let Some(array) = w.array() {
-            let r = self.array_running(array) + 1;
+            let r = self.array_running(array);
+            let r = if add { r + 1 } else { r.saturating_sub(1) };
             self.array_running.insert(array, r);
         }
     }
@@ -215,7 +347,11 @@ fn expected_free(state: &ClusterState, n: &Node) -> u64 {
         .iter()
         .filter_map(|id| state.allocation(*id))
         .map(|a| match (a.state, a.started_at, a.finished_at) {
-            (AllocState::Running, Some(s), _) => s.plus_secs(a.walltime_seconds).as_millis(),
+            // A preempting allocation is counted as running to its walltime: its nodes are
+            // either claimed (taken) or, if not, free once it stopped, which is not known.
+            (AllocState::Running | AllocState::Preempting, Some(s), _) => {
+                s.plus_secs(a.walltime_seconds).as_millis()
+            }
             (_, _, Some(f)) => f.as_millis(),
             _ => 0,
         })

@@ -10,8 +10,9 @@
 //! 2. [`score`]: priority, log-shaped aging, fair share, topology, weighted per vCluster;
 //! 3. placement in score order ([`pass`]): [`feasibility`] picks free matching nodes (cached
 //!    per distinct constraint set, best fit by topology group); quotas and array caps are
-//!    checked; [`backfill`] gives the first blocked allocation a reservation (EASY) or, in a
-//!    FIFO vCluster, stops the queue;
+//!    checked; an allocation that cannot start may [`preempt`] lower-priority work (the
+//!    victims and its claim go into the plan); [`backfill`] gives the first blocked
+//!    allocation a reservation (EASY) or, in a FIFO vCluster, stops the queue;
 //! 4. [`reasons`] and estimated starts that changed go into the plan.
 
 pub mod backfill;
@@ -19,6 +20,7 @@ pub mod cycle;
 pub mod feasibility;
 pub mod order;
 pub mod pass;
+pub mod preempt;
 pub mod queue;
 pub mod reasons;
 pub mod score;
@@ -34,8 +36,8 @@ use crate::time::Timestamp;
 
 pub use backfill::Reservation;
 pub use reasons::{
-    REASON_ARRAY_LIMIT, REASON_DEPENDENCY, REASON_HELD, REASON_PRIORITY, REASON_QUOTA,
-    REASON_RESOURCES, REASON_UNSATISFIABLE,
+    REASON_ARRAY_LIMIT, REASON_DEPENDENCY, REASON_HELD, REASON_PREEMPTING, REASON_PRIORITY,
+    REASON_QUOTA, REASON_RESOURCES, REASON_UNSATISFIABLE,
 };
 
 /// Start `allocation` on `nodes` (rank order).
@@ -45,10 +47,21 @@ pub struct Placement {
     pub nodes: Vec<NodeId>,
 }
 
+/// Preempt `victims` so that `preemptor` can start on `nodes` (its claim: free nodes and
+/// nodes the victims hold, `preemptor`'s node count of them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedPreemption {
+    pub preemptor: AllocId,
+    pub victims: Vec<AllocId>,
+    pub nodes: Vec<NodeId>,
+}
+
 /// The outcome of one scheduling cycle.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub placements: Vec<Placement>,
+    /// Preemptions, committed with the placements of the same cycle.
+    pub preemptions: Vec<PlannedPreemption>,
     /// Pending allocations whose reason changed: (id, reason, detail).
     pub reasons: Vec<(AllocId, String, Option<String>)>,
     /// Pending allocations whose estimated start moved (by more than a few seconds).
@@ -57,7 +70,10 @@ pub struct Plan {
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.placements.is_empty() && self.reasons.is_empty() && self.estimates.is_empty()
+        self.placements.is_empty()
+            && self.preemptions.is_empty()
+            && self.reasons.is_empty()
+            && self.estimates.is_empty()
     }
 }
 
@@ -112,6 +128,7 @@ fn run_cycle(
     }
     let mut cx = cycle::Cycle::new(state, now);
     cx.parallel_from = parallel_from;
+    cx.start_claims(&mut plan);
     let mut reasons = reasons::Reasons::new(state);
     for (name, ids) in due {
         let Some(vc) = state.vcluster(name) else {

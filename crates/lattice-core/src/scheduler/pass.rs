@@ -11,6 +11,11 @@
 //!
 //! Quota-, cap-, dependency- and hold-blocked allocations never block others.
 //!
+//! Preemption (`preempt.rs`): an allocation that cannot start, ahead of any reservation, may
+//! preempt lower-priority running work instead of taking the reservation; it then waits,
+//! reason `preempting`, and starts on its claimed nodes once they are released. With
+//! preemption on, the queue is ordered by priority tier first (`queue.rs`).
+//!
 //! Performance: the pending allocations are read once, in ID order, into compact entries
 //! (`queue.rs`, on two threads for large queues); the placement loop (in score order) touches
 //! only those, and reasons are compared with the allocations' current ones in ID order
@@ -21,6 +26,7 @@ use crate::allocation::{AllocId, Allocation};
 use crate::scheduler::backfill::{ceil_second, estimate, shadow, Reservation, ESTIMATE_DEPTH};
 use crate::scheduler::cycle::{Cycle, FastMap, Work};
 use crate::scheduler::feasibility::{Feasibility, Picks, Use};
+use crate::scheduler::preempt::Preemptor;
 use crate::scheduler::queue::{self, Entry, Seen};
 use crate::scheduler::reasons::{Reasons, Why, NO_REASON};
 use crate::scheduler::{Placement, Plan, VClusterTrace};
@@ -64,9 +70,11 @@ pub fn run<'a>(
     let (queue, seen) = queue::build(cx, vc, &mut feas, &pending, reasons, &mut why);
     let mut resv: Option<Reservation> = None;
     let mut head: Option<Work> = None;
+    let mut head_priority = 0u8;
     let mut fifo_head: Option<AllocId> = None;
     let mut blocked: Vec<Blocked> = Vec::new();
     let mut scratch = Vec::new();
+    let mut preemptor = Preemptor::default();
     let id_of = |e: &Entry| seen[e.pos as usize].id;
     for (at, &e) in queue.iter().enumerate() {
         let (cid, need) = (e.cid as usize, e.work.nodes as usize);
@@ -84,6 +92,28 @@ pub fn run<'a>(
             exist: exist as u32,
             ahead,
         };
+        let a = pending[e.pos as usize];
+        if cx.started.contains_key(&a.id) {
+            continue; // started on its claim at the start of the cycle
+        }
+        if let Some(claim) = cx.claims.get(&a.id).cloned() {
+            // A preemptor waiting for its victims to release the nodes it claimed (or over
+            // a quota lowered since): its quota and cap stay counted.
+            let mut occupants: Vec<AllocId> = claim
+                .iter()
+                .flat_map(|&i| cx.nodes[i as usize].allocations.iter().copied())
+                .collect();
+            if occupants.is_empty() {
+                blocked.push(block(None));
+            } else {
+                occupants.sort_unstable();
+                occupants.dedup();
+                why[e.pos as usize] = reasons.intern(Why::Preempting {
+                    victims: occupants.len(),
+                });
+            }
+            continue;
+        }
         if limit(cx, &e.work, None).is_some() {
             // Its reason is decided at the end, with the final loads.
             blocked.push(block(None));
@@ -107,7 +137,13 @@ pub fn run<'a>(
                     .now
                     .plus_secs(u64::from(e.work.walltime_seconds))
                     .as_millis();
-                if end <= r.start {
+                // Work the head could preempt does not backfill onto nodes the head could
+                // use: the next cycle would preempt it there.
+                let preemptable = vc.preemption && a.preemptible && a.priority < head_priority;
+                if preemptable {
+                    feas.pick(&cx.taken, cid, need, Use::Unreserved)
+                        .map(|p| (p, 0))
+                } else if end <= r.start {
                     feas.pick(&cx.taken, cid, need, Use::Any).map(|p| (p, 0))
                 } else if let Some(p) = feas.pick(&cx.taken, cid, need, Use::Unreserved) {
                     Some((p, 0))
@@ -144,6 +180,16 @@ pub fn run<'a>(
                 });
             }
             None => {
+                // Only work ahead of the reservation preempts: what waits behind it would
+                // otherwise take the nodes the reservation counts on.
+                if resv.is_none() {
+                    if let Some(victims) =
+                        preemptor.attempt(cx, &mut feas, vc, cid, a, &e.work, plan)
+                    {
+                        why[e.pos as usize] = reasons.intern(Why::Preempting { victims });
+                        continue;
+                    }
+                }
                 blocked.push(block(resv.as_ref().map(|r| (r.allocation, false))));
                 if resv.is_some() {
                     continue;
@@ -162,6 +208,7 @@ pub fn run<'a>(
                             });
                             trace.head = resv.clone();
                             head = Some(e.work);
+                            head_priority = a.priority;
                             feas.reserve(cx, cid);
                         }
                     }
@@ -179,7 +226,16 @@ pub fn run<'a>(
     for b in blocked {
         let e = queue[b.at as usize];
         let need = e.work.nodes as usize;
-        why[e.pos as usize] = reasons.intern(if let Some(w) = limit(cx, &e.work, None) {
+        // A waiting preemptor's own count is not what holds it back.
+        let claimant = cx.claims.contains_key(&seen[e.pos as usize].id);
+        if claimant {
+            cx.count(&e.work, false);
+        }
+        let held_back = limit(cx, &e.work, None);
+        if claimant {
+            cx.count(&e.work, true);
+        }
+        why[e.pos as usize] = reasons.intern(if let Some(w) = held_back {
             w
         } else {
             if waiting.len() < ESTIMATE_DEPTH {

@@ -146,7 +146,24 @@ fn score_all(
         let fs = e.work.tenant().map_or(NEUTRAL, |t| terms[t as usize]);
         let (priority, submitted) = (priority_of(e.key), submitted_of(e.key));
         let s = score(&vc.weights, priority, submitted, cx.now, fs, topology);
-        e.key = sort_key(s, e.key as u64);
+        e.key = sort_key(tiered(vc, priority, s), e.key as u64);
+    }
+}
+
+/// Scores are at most 4 x 1e6 (four terms in [0, 1] weighted at most [`MAX_WEIGHT`]).
+///
+/// [`MAX_WEIGHT`]: crate::vcluster::MAX_WEIGHT
+const TIER: f64 = 1e8;
+
+/// In a vCluster with preemption on, priority is a tier: work of a higher priority comes
+/// before all work of a lower one, whatever the other terms say (it could take the nodes by
+/// preemption anyway; ordering by tier first keeps a cycle from starting lower-priority work
+/// that the next cycle would preempt). The score orders work within a tier.
+fn tiered(vc: &VCluster, priority: u8, score: f64) -> f64 {
+    if vc.preemption {
+        f64::from(priority) * TIER + score
+    } else {
+        score
     }
 }
 

@@ -16,6 +16,12 @@ pub const REASON_QUOTA: &str = "quota";
 pub const REASON_DEPENDENCY: &str = "dependency";
 pub const REASON_HELD: &str = "held";
 pub const REASON_ARRAY_LIMIT: &str = "array_limit";
+pub const REASON_PREEMPTING: &str = "preempting";
+
+/// The detail of a preemptor waiting for `victims` allocations to stop.
+pub fn preempting_detail(victims: usize) -> String {
+    format!("waiting for {victims} preempted allocation(s) to checkpoint and stop")
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Why<'a> {
@@ -54,6 +60,10 @@ pub enum Why<'a> {
         kind: DepKind,
     },
     Held,
+    /// It preempted lower-priority work and waits for its claimed nodes to be released.
+    Preempting {
+        victims: usize,
+    },
 }
 
 impl Why<'_> {
@@ -66,6 +76,7 @@ impl Why<'_> {
             Why::ArrayLimit { .. } => REASON_ARRAY_LIMIT,
             Why::Dependency { .. } => REASON_DEPENDENCY,
             Why::Held => REASON_HELD,
+            Why::Preempting { .. } => REASON_PREEMPTING,
         }
     }
 
@@ -113,6 +124,7 @@ impl Why<'_> {
                 }
             }
             Why::Held => "held".to_string(),
+            Why::Preempting { victims } => preempting_detail(victims),
         }
     }
 }

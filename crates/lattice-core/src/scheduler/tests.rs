@@ -36,6 +36,8 @@ fn reg(id: &str) -> NodeRegistration {
 
 fn spec(nodes: u32) -> AllocationSpec {
     AllocationSpec {
+        preemptible: false,
+        checkpoint: Default::default(),
         name: "job".into(),
         tenant: "default".into(),
         vcluster: "default".into(),
@@ -139,6 +141,7 @@ fn report_exit(s: &mut ClusterState, id: AllocId, node: &str, now: Timestamp) {
         Command::ReportExits {
             now,
             reports: vec![ExitReport {
+                run: 0,
                 allocation_id: id,
                 node_id: node.into(),
                 outcome: ExitOutcome::Exited,
@@ -584,6 +587,7 @@ fn drained_draining_and_down_nodes_are_never_chosen() {
         Command::ReportExits {
             now: at(5),
             reports: vec![ExitReport {
+                run: 0,
                 allocation_id: busy,
                 node_id: "n2".into(),
                 outcome: ExitOutcome::Exited,

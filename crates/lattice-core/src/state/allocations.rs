@@ -49,12 +49,18 @@ impl ClusterState {
                 ignored += 1;
             }
         }
-        CommandOutcome::Reports { applied, ignored }
+        CommandOutcome::Reports {
+            applied,
+            ignored,
+            checkpoints: Vec::new(),
+        }
     }
 
     fn report_exit(&mut self, now: Timestamp, r: &ExitReport) -> bool {
         let id = r.allocation_id;
-        if !self.allocations.contains_key(&id) || !self.release(&r.node_id, id) {
+        // A report of an earlier run (resent after a preemption) never touches this one.
+        let current = self.allocations.get(&id).map(|a| a.preempt_count);
+        if current != Some(r.run) || !self.release(&r.node_id, id) {
             return false;
         }
         let a = self.allocations.get_mut(&id).expect("checked above");
@@ -64,7 +70,12 @@ impl ClusterState {
             (None, None) => -1,
         };
         a.node_exit_codes.insert(r.node_id.clone(), code);
-        if a.state != AllocState::Running {
+        let preempting = a.state == AllocState::Preempting;
+        if preempting && matches!(r.outcome, ExitOutcome::Preempted | ExitOutcome::Stopped) {
+            self.preempted_rank_gone(id, now, true);
+            return true;
+        }
+        if !preempting && a.state != AllocState::Running {
             // Already cancelled / failed: the report only frees the node.
             return true;
         }
@@ -79,7 +90,8 @@ impl ClusterState {
                     .clone()
                     .unwrap_or_else(|| "could not start".into()),
             )),
-            ExitOutcome::Stopped => Some((
+            // Preempted while running (not preempting) cannot come from a correct agent.
+            ExitOutcome::Stopped | ExitOutcome::Preempted => Some((
                 "stopped",
                 r.message
                     .clone()
@@ -99,6 +111,9 @@ impl ClusterState {
             self.finish(id, AllocState::Failed, now, Some(reason), Some(detail));
             // Stop the remaining ranks.
             self.touch_nodes_of(id);
+        } else if preempting {
+            // A rank that ended on its own, successfully, before the preemption stopped it.
+            self.preempted_rank_gone(id, now, false);
         } else if a.node_exit_codes.len() >= a.assigned_nodes.len() {
             a.exit_code = Some(0);
             self.finish(id, AllocState::Completed, now, None, None);

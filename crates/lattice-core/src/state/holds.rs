@@ -68,6 +68,8 @@ impl ClusterState {
             if hold {
                 a.reason = Some("held".into());
                 a.reason_detail = Some(format!("held by {by}"));
+                // A held preemptor gives up the nodes it claimed.
+                self.drop_claim(*id);
             } else {
                 // The next scheduling cycle says why it waits now.
                 a.reason = None;

@@ -23,13 +23,20 @@ impl ClusterState {
                     .or_default()
                     .insert(id);
             }
-            AllocState::Running => {
-                self.running.insert(id);
+            AllocState::Running | AllocState::Preempting => {
+                if a.state == AllocState::Running {
+                    self.running.insert(id);
+                }
                 let load = self.tenant_load.entry(a.tenant.clone()).or_default();
                 load.nodes += u64::from(a.nodes);
                 load.running += 1;
             }
             _ => {}
+        }
+        if a.state == AllocState::Pending {
+            for nid in &a.claimed_nodes {
+                self.claims.insert(nid.clone(), id);
+            }
         }
         if let Some(array) = a.array_id {
             self.array_members.entry(array).or_default().insert(id);
@@ -74,7 +81,7 @@ impl ClusterState {
                     }
                 }
             }
-            AllocState::Running => {
+            AllocState::Running | AllocState::Preempting => {
                 self.running.remove(&id);
                 if let Some(load) = self.tenant_load.get_mut(&a.tenant) {
                     load.nodes = load.nodes.saturating_sub(u64::from(a.nodes));
@@ -94,8 +101,10 @@ impl ClusterState {
                     .or_default()
                     .insert(id);
             }
-            AllocState::Running => {
-                self.running.insert(id);
+            AllocState::Running | AllocState::Preempting => {
+                if to == AllocState::Running {
+                    self.running.insert(id);
+                }
                 let load = self.tenant_load.entry(a.tenant.clone()).or_default();
                 load.nodes += u64::from(a.nodes);
                 load.running += 1;
@@ -106,6 +115,10 @@ impl ClusterState {
             let t = self.array_tally.entry(array).or_default();
             t[from as usize] = t[from as usize].saturating_sub(1);
             t[to as usize] += 1;
+        }
+        if from == AllocState::Pending {
+            // A claim only lives while its preemptor waits.
+            self.drop_claim(id);
         }
     }
 
@@ -141,7 +154,7 @@ impl ClusterState {
             if a.state.is_terminal() {
                 continue;
             }
-            let ran = a.state == AllocState::Running;
+            let ran = matches!(a.state, AllocState::Running | AllocState::Preempting);
             self.set_state(id, to);
             let a = self.allocations.get_mut(&id).expect("checked above");
             a.finish(to, now, reason.as_deref(), detail);
@@ -168,7 +181,7 @@ impl ClusterState {
 
     /// Adds what a finished allocation used (nodes x run time) to its tenant's decayed usage
     /// in its vCluster.
-    fn charge_usage(&mut self, id: AllocId, now: Timestamp) {
+    pub(super) fn charge_usage(&mut self, id: AllocId, now: Timestamp) {
         let a = &self.allocations[&id];
         let Some(started) = a.started_at else {
             return;

@@ -8,11 +8,13 @@
 //! fair-share decay), so every member that applied the same entries exports the same values.
 //!
 //! [`AllocationTotals`] is derived, not serialized: loading a snapshot rebuilds it from the
-//! allocation records (an allocation entered `pending` when submitted, `running` if it has a
-//! `started_at`, and its terminal state if it has one), and applying commands updates it as
-//! states change. The two agree as long as an allocation enters each state at most once and
-//! allocations are never deleted; a feature that breaks either (an allocation going back to
-//! `pending`, pruning old allocations) must turn these counters into serialized state.
+//! allocation records, and applying commands updates it as states change. An allocation
+//! preempted `k` times (`preempt_count`) entered `pending` 1 + k times, `preempting` k times
+//! (plus once if its current run is being, or was being, preempted: `preemption` is set),
+//! `running` k times plus once if its current run started (`started_at`), and its terminal
+//! state once if it has one; its earlier runs' node time is `preempted_node_ms`. The two
+//! agree as long as allocations are never deleted; a feature that prunes old allocations
+//! must turn these counters into serialized state.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,7 +37,7 @@ pub struct AllocationTotals {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     /// Allocations that ever entered each state, indexed by `AllocState as usize`.
-    pub entered: [u64; 5],
+    pub entered: [u64; 6],
     /// Node-milliseconds of allocations that ran and ended (nodes x run time).
     pub ended_node_ms: u64,
 }
@@ -54,14 +56,26 @@ impl AllocationTotals {
     /// record shows it entered.
     pub(super) fn on_insert(&mut self, a: &Allocation) {
         let t = self.by.entry(key(a)).or_default();
-        t.entered[AllocState::Pending as usize] += 1;
+        let k = u64::from(a.preempt_count);
+        t.entered[AllocState::Pending as usize] += 1 + k;
+        t.entered[AllocState::Running as usize] += k;
+        t.entered[AllocState::Preempting as usize] += k;
         if a.started_at.is_some() || a.state == AllocState::Running {
             t.entered[AllocState::Running as usize] += 1;
+        }
+        if a.preemption.is_some() {
+            t.entered[AllocState::Preempting as usize] += 1;
         }
         if a.state.is_terminal() {
             t.entered[a.state as usize] += 1;
             t.ended_node_ms += ran_node_ms(a).unwrap_or(0);
         }
+        t.ended_node_ms += a.preempted_node_ms;
+    }
+
+    /// A run of `a` ended by preemption after `node_ms`.
+    pub(super) fn on_preempted(&mut self, a: &Allocation, node_ms: u64) {
+        self.by.entry(key(a)).or_default().ended_node_ms += node_ms;
     }
 
     /// An allocation moved to `to`.
@@ -238,6 +252,8 @@ mod tests {
 
     fn submit(s: &mut ClusterState, tenant: &str, nodes: u32, secs: u64) {
         let spec = AllocationSpec {
+            preemptible: true,
+            checkpoint: Default::default(),
             name: "job".into(),
             tenant: tenant.into(),
             vcluster: "default".into(),
@@ -315,6 +331,7 @@ mod tests {
         let reports = ["n1", "n2"]
             .iter()
             .map(|n| ExitReport {
+                run: 0,
                 allocation_id: 1,
                 node_id: n.to_string(),
                 outcome: ExitOutcome::Exited,
@@ -347,8 +364,8 @@ mod tests {
         let alice = s.allocation_totals().get("alice", "default");
         let bob = s.allocation_totals().get("bob", "default");
         // pending, running, completed, failed, cancelled
-        assert_eq!(alice.entered, [2, 2, 1, 0, 1]);
-        assert_eq!(bob.entered, [2, 0, 0, 0, 1]);
+        assert_eq!(alice.entered, [2, 2, 1, 0, 1, 0]);
+        assert_eq!(bob.entered, [2, 0, 0, 0, 1, 0]);
         // 1: 2 nodes x 10 s; 2: 1 node x 20 s.
         assert_eq!(alice.ended_node_ms, 40_000);
         assert_eq!(bob.ended_node_ms, 0);

@@ -5,6 +5,7 @@
 //! Files: `allocations.rs` (cancel, exit reports), `submit.rs` (submissions: arrays,
 //! dependencies, holds), `arrays.rs` (whole-array cancel), `holds.rs` (hold / release),
 //! `requeue.rs`, `tenants.rs`, `vclusters.rs`, `nodes.rs`, `plan.rs` (a scheduling cycle),
+//! `preemption.rs` (preemptions, claims, checkpoint requests and reports),
 //! `dependencies.rs` (dependency status and the `dependency_failed` cascade), `index.rs` (the
 //! one place allocation states change, keeping the derived indexes in step), `query.rs`.
 
@@ -16,6 +17,7 @@ mod index;
 mod metrics_view;
 mod nodes;
 mod plan;
+mod preemption;
 mod query;
 mod requeue;
 mod submit;
@@ -40,7 +42,7 @@ use crate::time::Timestamp;
 use crate::vcluster::VCluster;
 
 /// Allocation counts per state, indexed by `AllocState as usize`.
-pub type Tally = [u32; 5];
+pub type Tally = [u32; 6];
 
 /// Fair-share usage: vCluster -> tenant -> decayed node-milliseconds.
 pub type UsageTable = BTreeMap<String, BTreeMap<String, Usage>>;
@@ -79,6 +81,8 @@ pub struct ClusterState {
     dependents: BTreeMap<AllocId, BTreeSet<AllocId>>,
     /// Monotonic allocation counters for `/metrics` (see `metrics_view.rs`).
     totals: AllocationTotals,
+    /// Nodes claimed by pending preemptors: node -> claimant (see `preemption.rs`).
+    claims: BTreeMap<NodeId, AllocId>,
 }
 
 /// The serialized form of [`ClusterState`].
@@ -114,6 +118,7 @@ impl From<StateData> for ClusterState {
             array_members: BTreeMap::new(),
             dependents: BTreeMap::new(),
             totals: AllocationTotals::default(),
+            claims: BTreeMap::new(),
         };
         for (_, a) in d.allocations {
             s.insert_allocation(a);
@@ -198,6 +203,10 @@ impl ClusterState {
                 change,
                 create,
             } => self.put_vcluster(*now, name, change, *create),
+            Command::RequestCheckpoint { now, id, by } => self.request_checkpoint(*now, *id, by),
+            Command::ReportCheckpoints { now, reports } => {
+                Ok(self.report_checkpoints(*now, reports))
+            }
         }
     }
 
@@ -267,6 +276,13 @@ impl ClusterState {
     /// States of the array's live elements (superseded ones are not counted).
     pub fn array_tally(&self, id: AllocId) -> Tally {
         self.array_tally.get(&id).copied().unwrap_or_default()
+    }
+
+    /// Elements of the array that hold nodes (running or being preempted): what its `%` cap
+    /// limits.
+    pub fn array_running(&self, id: AllocId) -> u32 {
+        let t = self.array_tally(id);
+        t[AllocState::Running as usize] + t[AllocState::Preempting as usize]
     }
 
     /// Fair-share usage records: vCluster -> tenant -> usage.

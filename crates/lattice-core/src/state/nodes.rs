@@ -94,7 +94,10 @@ impl ClusterState {
                     continue;
                 };
                 a.node_exit_codes.entry(id.clone()).or_insert(-1);
-                if a.state == AllocState::Running {
+                if a.state == AllocState::Preempting {
+                    // Its rank there is gone with the node; the preemption goes on.
+                    self.preempted_rank_gone(aid, now, true);
+                } else if a.state == AllocState::Running {
                     self.finish(
                         aid,
                         AllocState::Failed,

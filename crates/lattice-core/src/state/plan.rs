@@ -1,8 +1,9 @@
 //! Apply handler for a scheduling cycle's [`Plan`]. Every placement is re-validated against the
 //! state at commit time, so a plan computed from a slightly older snapshot can never
 //! double-book a node, place work on a node that was drained or lost meanwhile, exceed a
-//! tenant's quota or an array's cap, or start work that was held or whose dependencies are
-//! no longer met.
+//! tenant's quota or an array's cap, start work that was held or whose dependencies are
+//! no longer met, or place work on nodes claimed by another allocation's preemption.
+//! Preemptions are checked after the placements (`preemption.rs`).
 
 use std::collections::BTreeSet;
 
@@ -25,6 +26,15 @@ impl ClusterState {
                     out.placed.push(p.allocation);
                 }
                 Err(why) => out.rejected.push((p.allocation, why)),
+            }
+        }
+        for p in &plan.preemptions {
+            match self.check_preemption(p, &taken) {
+                Ok(()) => {
+                    taken.extend(p.nodes.iter().cloned());
+                    out.preempted.extend(self.preempt(now, p));
+                }
+                Err(why) => out.preemptions_rejected.push((p.preemptor, why)),
             }
         }
         for (id, reason, detail) in &plan.reasons {
@@ -83,7 +93,7 @@ impl ClusterState {
         }
         if let Some(array) = a.array_id {
             let cap = self.arrays.get(&array).and_then(|i| i.max_running);
-            let running = self.array_tally(array)[AllocState::Running as usize];
+            let running = self.array_running(array);
             if cap.is_some_and(|c| running >= c) {
                 return Err(format!("array {array} already runs its cap of tasks"));
             }
@@ -95,6 +105,13 @@ impl ClusterState {
                 .ok_or_else(|| format!("unknown node {nid}"))?;
             if !n.is_free() || taken.contains(nid) {
                 return Err(format!("node {nid} is not free ({})", n.state));
+            }
+            if self
+                .claims
+                .get(nid)
+                .is_some_and(|c| *c != a.id && self.live_claim(*c))
+            {
+                return Err(format!("node {nid} is claimed by a preemption"));
             }
             if !n.satisfies(&a.constraints) {
                 return Err(format!("node {nid} does not satisfy the constraints"));

@@ -85,10 +85,10 @@ impl ClusterState {
                 out.assignments.push(Assignment {
                     allocation_id: a.id,
                     node_id: nid.clone(),
-                    desired: if a.state == AllocState::Running {
-                        Desired::Run
-                    } else {
-                        Desired::Stop
+                    desired: match a.state {
+                        AllocState::Running => Desired::Run,
+                        AllocState::Preempting => Desired::Preempt,
+                        _ => Desired::Stop,
                     },
                     rank,
                     nodes: a.assigned_nodes.clone(),
@@ -101,6 +101,9 @@ impl ClusterState {
                     env: job_env(a),
                     walltime_seconds: a.walltime_seconds,
                     started_at: a.started_at,
+                    run: a.preempt_count,
+                    checkpoint: a.checkpoint.clone(),
+                    checkpoint_requests: a.checkpoint_requests,
                 });
             }
         }
@@ -109,7 +112,8 @@ impl ClusterState {
 }
 
 /// The job's environment as the agent gets it: the user's variables, plus
-/// `LATTICE_ARRAY_ID` and `LATTICE_TASK_INDEX` for an array element.
+/// `LATTICE_ARRAY_ID` and `LATTICE_TASK_INDEX` for an array element (the agent adds
+/// `LATTICE_RESTART_COUNT` and the checkpoint variables from the assignment).
 fn job_env(a: &Allocation) -> std::collections::BTreeMap<String, String> {
     let mut env = a.env.clone();
     if let (Some(array), Some(index)) = (a.array_id, a.array_index) {

@@ -66,7 +66,7 @@ impl ClusterState {
             self.untally(old);
             let a = self.allocations.get_mut(&old).expect("checked above");
             a.requeued_as = Some(new);
-            if a.state == AllocState::Running {
+            if matches!(a.state, AllocState::Running | AllocState::Preempting) {
                 self.finish(
                     old,
                     AllocState::Cancelled,
@@ -105,5 +105,7 @@ fn spec_of(a: &Allocation) -> crate::allocation::AllocationSpec {
         priority: a.priority,
         constraints: a.constraints.clone(),
         env: a.env.clone(),
+        preemptible: a.preemptible,
+        checkpoint: a.checkpoint.clone(),
     }
 }

@@ -8,6 +8,7 @@ mod allocations;
 mod nodes;
 mod plan;
 mod policy;
+mod preemption;
 mod properties;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +43,8 @@ fn reg(id: &str) -> NodeRegistration {
 
 fn spec(nodes: u32) -> AllocationSpec {
     AllocationSpec {
+        preemptible: true,
+        checkpoint: Default::default(),
         name: "job".into(),
         tenant: "default".into(),
         vcluster: "default".into(),
@@ -134,6 +137,7 @@ fn place(s: &mut ClusterState, id: AllocId, nodes: &[&str]) {
 
 fn exited(id: AllocId, node: &str, code: i32) -> ExitReport {
     ExitReport {
+        run: 0,
         allocation_id: id,
         node_id: node.into(),
         outcome: ExitOutcome::Exited,
@@ -146,7 +150,9 @@ fn exited(id: AllocId, node: &str, code: i32) -> ExitReport {
 /// Applies exit reports and returns `(applied, ignored)`.
 fn report(s: &mut ClusterState, now: Timestamp, reports: Vec<ExitReport>) -> (u32, u32) {
     match ok(s, Command::ReportExits { now, reports }) {
-        CommandOutcome::Reports { applied, ignored } => (applied, ignored),
+        CommandOutcome::Reports {
+            applied, ignored, ..
+        } => (applied, ignored),
         other => panic!("unexpected outcome {other:?}"),
     }
 }
@@ -221,6 +227,11 @@ fn check_invariants(s: &ClusterState) {
             let a = &s.allocations()[&w.allocation_id];
             let run = a.state == AllocState::Running;
             assert_eq!(w.desired == Desired::Run, run);
+            assert_eq!(
+                w.desired == Desired::Preempt,
+                a.state == AllocState::Preempting
+            );
+            assert_eq!(w.run, a.preempt_count);
             assert_eq!(a.assigned_nodes[w.rank as usize], n.id);
         }
     }
@@ -230,6 +241,20 @@ fn check_invariants(s: &ClusterState) {
             AllocState::Pending => {
                 assert!(a.assigned_nodes.is_empty() && a.started_at.is_none());
                 assert!(a.finished_at.is_none() && a.exit_code.is_none());
+                assert!(a.preemption.is_none() && a.node_exit_codes.is_empty());
+                for nid in &a.claimed_nodes {
+                    assert_eq!(s.claims().get(nid), Some(&a.id), "claim index of {nid}");
+                }
+            }
+            AllocState::Preempting => {
+                assert_eq!(a.assigned_nodes.len(), a.nodes as usize);
+                assert!(a.started_at.is_some() && a.finished_at.is_none());
+                assert!(a.preemption.is_some());
+                let holds = a
+                    .assigned_nodes
+                    .iter()
+                    .any(|n| s.nodes()[n].allocations.contains(&a.id));
+                assert!(holds, "preempting {} holds no node", a.id);
             }
             AllocState::Running => {
                 assert_eq!(a.assigned_nodes.len(), a.nodes as usize);
@@ -270,6 +295,13 @@ fn check_invariants(s: &ClusterState) {
             }
         }
         check_policy_fields(s, a);
+    }
+
+    for (nid, claimant) in s.claims() {
+        let a = &s.allocations()[claimant];
+        assert_eq!(a.state, AllocState::Pending, "claim of {nid} by {claimant}");
+        assert!(!a.held, "held {claimant} keeps a claim");
+        assert!(a.claimed_nodes.contains(nid));
     }
 
     // Every derived index equals what loading the serialized state rebuilds.

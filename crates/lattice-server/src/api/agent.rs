@@ -1,7 +1,7 @@
 //! `/api/v1/agent/*`: the agent protocol. Registration goes through Raft; heartbeats only
 //! refresh this member's in-memory table (nothing per-heartbeat is replicated) unless they
-//! carry exit reports; the work long-poll answers as soon as the work of the asking agent's
-//! nodes changes.
+//! carry checkpoint or exit reports; the work long-poll answers as soon as the work of the
+//! asking agent's nodes changes.
 
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use lattice_core::{Command, CommandOutcome, Node, NodeRegistration};
 use super::error::ApiError;
 use super::extract::{parse_json, ApiBody, ApiJson};
 use super::App;
-use crate::{clock, forward};
+use crate::{clock, forward, metrics};
 
 /// A heartbeat forwarded to a leader that does not answer fails fast, so the agent retries
 /// (another member, or the new leader) well before its node could be judged down.
@@ -94,17 +94,39 @@ pub async fn heartbeat(
             .collect()
     };
     app.heartbeats.seen(&hb.nodes);
+    // Checkpoints first: a rank that checkpointed and then stopped for a preemption reports
+    // both in one heartbeat, and its round must conclude before its exit moves the allocation.
+    if !hb.checkpoints.is_empty() {
+        let out = app
+            .propose(Command::ReportCheckpoints {
+                now: clock::now(),
+                reports: hb.checkpoints,
+            })
+            .await?;
+        observe_checkpoints(&out);
+    }
     if !hb.reports.is_empty() {
-        app.propose(Command::ReportExits {
-            now: clock::now(),
-            reports: hb.reports,
-        })
-        .await?;
+        let out = app
+            .propose(Command::ReportExits {
+                now: clock::now(),
+                reports: hb.reports,
+            })
+            .await?;
+        observe_checkpoints(&out);
     }
     Ok(Json(HeartbeatResponse {
         unknown_nodes: unknown,
     })
     .into_response())
+}
+
+/// Observes the checkpoint rounds that applied reports concluded.
+fn observe_checkpoints(out: &CommandOutcome) {
+    if let CommandOutcome::Reports { checkpoints, .. } = out {
+        for c in checkpoints {
+            metrics::checkpoint(c.outcome, c.duration_ms as f64 / 1000.0);
+        }
+    }
 }
 
 pub async fn work(

@@ -1,5 +1,5 @@
 //! `/api/v1/allocations`: submit (one allocation or a whole array, with dependencies, held),
-//! list, get, cancel, hold / release / requeue, and logs (fetched from the agent that ran the
+//! list, get, cancel, hold / release / requeue, on-demand checkpoints, and logs (fetched from the agent that ran the
 //! allocation). An allocation in a path is `42`, or `42_7` for task 7 of array 42.
 
 use std::collections::HashMap;
@@ -69,11 +69,10 @@ fn parse_filter(app: &App, q: HashMap<String, String>) -> Result<AllocationFilte
         match k.as_str() {
             "state" => {
                 f.state = Some(AllocState::parse(&v).ok_or_else(|| {
+                    let known: Vec<&str> = AllocState::ALL.iter().map(|s| s.as_str()).collect();
                     ApiError::bad_request(
                         "state",
-                        format!(
-                            "{v:?} is not one of pending, running, completed, failed, cancelled"
-                        ),
+                        format!("{v:?} is not one of {}", known.join(", ")),
                     )
                 })?)
             }
@@ -292,4 +291,24 @@ pub async fn requeue(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(outcome_allocation(out)?)))
+}
+
+/// `POST /api/v1/allocations/{id}/checkpoint`: asks the agents of a running allocation
+/// submitted with `checkpoint: signal` to checkpoint it now. Answers 202 with the allocation:
+/// the checkpoint itself happens later, on the nodes; its `checkpoint_requests` is the number
+/// of this request, which `last_checkpoint.trigger` names (`{"request": N}`) once the round
+/// ended. 409 if it is not running or not checkpointable.
+pub async fn checkpoint(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Allocation>), ApiError> {
+    let id = resolve(&app, &id)?;
+    let out = app
+        .propose(Command::RequestCheckpoint {
+            now: clock::now(),
+            id,
+            by: app.cfg.default_user.clone(),
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(outcome_allocation(out)?)))
 }

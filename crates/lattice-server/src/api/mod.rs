@@ -85,6 +85,10 @@ pub fn router(app: App) -> Router {
         )
         .route("/api/v1/allocations/{id}/logs", get(allocations::logs))
         .route(
+            "/api/v1/allocations/{id}/checkpoint",
+            post(allocations::checkpoint),
+        )
+        .route(
             "/api/v1/allocations/{id}/metrics",
             get(telemetry::allocation_metrics),
         )

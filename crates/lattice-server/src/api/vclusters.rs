@@ -1,6 +1,7 @@
 //! `/api/v1/vclusters`: list, get, create (POST, 409 if the name exists) and change (PUT, 404
 //! if it does not; absent fields keep their value). `default` always exists and always holds
-//! every node. Answers show how many nodes belong to the vCluster now and its queue length.
+//! every node. Answers show how many nodes belong to the vCluster now and its queue length,
+//! and `preemption` (whether pending work may preempt running work there).
 
 use std::collections::HashMap;
 
@@ -9,13 +10,18 @@ use axum::http::StatusCode;
 use axum::Json;
 use lattice_core::vcluster::VClusterRequest;
 use lattice_core::views::VClusterView;
-use lattice_core::{Command, CommandOutcome};
+use lattice_core::{ClusterState, Command, CommandOutcome, VCluster};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::extract::{consistent_read, ApiJson};
 use super::App;
 use crate::clock;
+
+/// The answer for one vCluster.
+fn answer(state: &ClusterState, v: &VCluster) -> Result<Value, ApiError> {
+    serde_json::to_value(VClusterView::of(state, v)).map_err(ApiError::internal)
+}
 
 fn no_query(q: &HashMap<String, String>) -> Result<(), ApiError> {
     match q.keys().next() {
@@ -34,12 +40,12 @@ pub async fn list(
     consistent_read(&app, &mut q).await?;
     no_query(&q)?;
     let d = app.state.read();
-    let vclusters: Vec<VClusterView> = d
+    let vclusters = d
         .state
         .vclusters()
         .values()
-        .map(|v| VClusterView::of(&d.state, v))
-        .collect();
+        .map(|v| answer(&d.state, v))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(json!({ "vclusters": vclusters })))
 }
 
@@ -47,7 +53,7 @@ pub async fn get_one(
     State(app): State<App>,
     Path(name): Path<String>,
     Query(mut q): Query<HashMap<String, String>>,
-) -> Result<Json<VClusterView>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     consistent_read(&app, &mut q).await?;
     no_query(&q)?;
     let d = app.state.read();
@@ -55,7 +61,7 @@ pub async fn get_one(
         .state
         .vcluster(&name)
         .ok_or_else(|| ApiError::not_found("vCluster", &name))?;
-    Ok(Json(VClusterView::of(&d.state, v)))
+    Ok(Json(answer(&d.state, v)?))
 }
 
 async fn put(
@@ -63,7 +69,7 @@ async fn put(
     name: String,
     req: VClusterRequest,
     create: bool,
-) -> Result<VClusterView, ApiError> {
+) -> Result<Value, ApiError> {
     let change = req.into_change()?;
     let out = app
         .propose(Command::PutVCluster {
@@ -74,7 +80,7 @@ async fn put(
         })
         .await?;
     match out {
-        CommandOutcome::VCluster(v) => Ok(VClusterView::of(&app.state.read().state, &v)),
+        CommandOutcome::VCluster(v) => answer(&app.state.read().state, &v),
         other => Err(ApiError::internal(format!(
             "unexpected apply outcome {other:?}"
         ))),
@@ -84,7 +90,7 @@ async fn put(
 pub async fn create(
     State(app): State<App>,
     ApiJson(req): ApiJson<VClusterRequest>,
-) -> Result<(StatusCode, Json<VClusterView>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let name = req
         .name
         .clone()
@@ -96,7 +102,7 @@ pub async fn update(
     State(app): State<App>,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<VClusterRequest>,
-) -> Result<Json<VClusterView>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     if req.name.as_ref().is_some_and(|n| *n != name) {
         return Err(ApiError::bad_request("name", "cannot rename a vCluster"));
     }

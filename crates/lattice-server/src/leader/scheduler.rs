@@ -6,13 +6,14 @@
 //! scheduled together by the pure `lattice_core::scheduler::schedule_some` into ONE plan,
 //! committed as ONE Raft entry; apply re-validates every placement, so a plan can never
 //! double-book a node. One vCluster's blocked queue never holds up another's: each has its
-//! own queue and reservation inside the plan.
+//! own queue and reservation inside the plan. The plan also carries the cycle's preemptions;
+//! each victim a committed plan moved to `preempting` is counted and logged here.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use lattice_core::command::PlanOutcome;
-use lattice_core::scheduler::schedule_some;
+use lattice_core::scheduler::{schedule_some, PlannedPreemption};
 use lattice_core::vcluster::DEFAULT_CYCLE_INTERVAL_MS;
 use lattice_core::{ClusterState, Command, CommandOutcome};
 use tokio::sync::watch;
@@ -99,21 +100,22 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
         if let Some(t) = again {
             wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
         }
+        // A plan that only preempts (its preemptors start in a later cycle, once the victims
+        // stopped) is not empty: `Plan::is_empty` counts preemptions.
         if plan.is_empty() {
             metrics::cycle_of(&due, started.elapsed().as_secs_f64());
             continue;
         }
         let placements = plan.placements.len();
+        let preemptions = plan.preemptions.clone();
         match crate::forward::propose_as_leader(&app, Command::ApplyPlan { now, plan }).await {
-            Ok(CommandOutcome::Plan(PlanOutcome { placed, rejected })) => {
+            Ok(CommandOutcome::Plan(outcome)) => {
                 metrics::cycle_of(&due, started.elapsed().as_secs_f64());
-                metrics::placed(&app.state.read().state, &placed);
-                if !rejected.is_empty() {
-                    tracing::warn!(?rejected, "plan placements refused on apply");
-                }
+                committed(&app, &outcome, &preemptions);
                 tracing::debug!(
                     planned = placements,
-                    placed = placed.len(),
+                    placed = outcome.placed.len(),
+                    preempted = outcome.preempted.len(),
                     ?due,
                     "scheduling cycle committed"
                 );
@@ -121,6 +123,33 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e.error, "could not commit the scheduling plan"),
         }
+    }
+}
+
+/// Counts and logs what a committed plan did: its placements, and each preemption it
+/// started (the victims `outcome.preempted` names, grouped by the preemptor that planned them).
+fn committed(app: &App, outcome: &PlanOutcome, planned: &[PlannedPreemption]) {
+    let d = app.state.read();
+    metrics::placed(&d.state, &outcome.placed);
+    metrics::preempted(&d.state, &outcome.preempted);
+    for p in planned {
+        let victims: Vec<_> = p
+            .victims
+            .iter()
+            .filter(|v| outcome.preempted.contains(v))
+            .collect();
+        if !victims.is_empty() {
+            tracing::info!(preemptor = p.preemptor, ?victims, nodes = ?p.nodes, "preempting");
+        }
+    }
+    if !outcome.rejected.is_empty() {
+        tracing::warn!(rejected = ?outcome.rejected, "plan placements refused on apply");
+    }
+    if !outcome.preemptions_rejected.is_empty() {
+        tracing::info!(
+            rejected = ?outcome.preemptions_rejected,
+            "plan preemptions refused on apply"
+        );
     }
 }
 
@@ -145,6 +174,8 @@ mod tests {
             priority: 5,
             constraints: Constraints::default(),
             env: Default::default(),
+            preemptible: true,
+            checkpoint: Default::default(),
         };
         s.apply(&Command::SubmitAllocation {
             now: Timestamp(1),

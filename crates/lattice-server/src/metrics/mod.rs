@@ -27,6 +27,7 @@ pub mod scrape;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
+use lattice_core::checkpoint::CheckpointOutcome;
 use lattice_core::{AllocId, ClusterState};
 
 use prometheus::{
@@ -63,29 +64,13 @@ pub const CHECKPOINT_BUCKETS: &[f64] = &[
 /// HTTP methods are folded to this set (anything else is `OTHER`).
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
 
-/// How a checkpoint ended (the `result` label of `lattice_checkpoint_duration_seconds`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CheckpointResult {
-    Success,
-    Failure,
-    Timeout,
-}
-
-impl CheckpointResult {
-    pub const ALL: [CheckpointResult; 3] = [
-        CheckpointResult::Success,
-        CheckpointResult::Failure,
-        CheckpointResult::Timeout,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckpointResult::Success => "success",
-            CheckpointResult::Failure => "failure",
-            CheckpointResult::Timeout => "timeout",
-        }
-    }
-}
+/// Every value of the `result` label of `lattice_checkpoint_duration_seconds` (how a round
+/// ended: lattice-core's [`CheckpointOutcome`]).
+const CHECKPOINT_RESULTS: [CheckpointOutcome; 3] = [
+    CheckpointOutcome::Success,
+    CheckpointOutcome::Failure,
+    CheckpointOutcome::Timeout,
+];
 
 /// Whether this member built a snapshot of its own state or installed one sent by the leader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,7 +190,7 @@ impl Metrics {
             checkpoint: histogram_vec(
                 &r,
                 "lattice_checkpoint_duration_seconds",
-                "Time to checkpoint an allocation before preemption, by result.",
+                "Time to checkpoint an allocation (one round: its slowest rank), for a preemption, on request or periodically, by result.",
                 &["result"],
                 CHECKPOINT_BUCKETS,
             ),
@@ -216,7 +201,7 @@ impl Metrics {
         for k in [SnapshotKind::Built, SnapshotKind::Installed] {
             m.snapshots.with_label_values(&[k.as_str()]);
         }
-        for res in CheckpointResult::ALL {
+        for res in CHECKPOINT_RESULTS {
             m.checkpoint.with_label_values(&[res.as_str()]);
         }
         m
@@ -280,10 +265,8 @@ pub fn placements(vcluster: &str, tenant: &str, n: u64) {
         .inc_by(n);
 }
 
-/// One allocation of `tenant` preempted in `vcluster`, on the leader.
-///
-/// Not called yet: preemption does not exist (issue 5). The preemption feature calls it once
-/// per preempted allocation when the plan that preempts it is committed.
+/// One allocation of `tenant` preempted in `vcluster` (moved to `preempting` by a plan this
+/// member committed while leading).
 pub fn preemption(vcluster: &str, tenant: &str) {
     METRICS
         .preemptions
@@ -291,11 +274,16 @@ pub fn preemption(vcluster: &str, tenant: &str) {
         .inc();
 }
 
-/// One checkpoint that ended with `result` after `secs`.
-///
-/// Not called yet: checkpointing does not exist (issue 5). The preemption feature calls it when
-/// an agent reports a checkpoint's end (or the leader gives up waiting: `Timeout`).
-pub fn checkpoint(result: CheckpointResult, secs: f64) {
+/// Allocations a committed plan moved to `preempting`: counted per (vCluster, tenant).
+pub fn preempted(state: &ClusterState, preempted: &[AllocId]) {
+    for a in preempted.iter().filter_map(|id| state.allocation(*id)) {
+        preemption(&a.vcluster, &a.tenant);
+    }
+}
+
+/// One checkpoint round that ended with `result` after `secs` (its slowest rank), concluded by
+/// agents' reports this member proposed (the leader: agents' heartbeats are forwarded to it).
+pub fn checkpoint(result: CheckpointOutcome, secs: f64) {
     METRICS
         .checkpoint
         .with_label_values(&[result.as_str()])

@@ -28,14 +28,14 @@ fn sample_view() -> View {
             (
                 key("alice", "default"),
                 Totals {
-                    entered: [5, 3, 1, 1, 1],
+                    entered: [5, 3, 1, 1, 1, 2],
                     ended_node_ms: 7_500,
                 },
             ),
             (
                 key("bob", "gpu"),
                 Totals {
-                    entered: [2, 0, 0, 0, 0],
+                    entered: [2, 0, 0, 0, 0, 0],
                     ended_node_ms: 0,
                 },
             ),
@@ -169,6 +169,14 @@ fn replicated_views_become_the_documented_series() {
             0.0,
         ),
         (
+            r#"lattice_allocations_total{state="preempting",tenant="alice",vcluster="default"}"#,
+            2.0,
+        ),
+        (
+            r#"lattice_allocations_total{state="preempting",tenant="bob",vcluster="gpu"}"#,
+            0.0,
+        ),
+        (
             r#"lattice_allocations_active{tenant="alice",vcluster="default"}"#,
             1.0,
         ),
@@ -247,7 +255,7 @@ fn typed_functions_move_their_series() {
     preemption(vc, "t");
     cycle(vc, 0.001);
     cycle(vc, 20.0);
-    checkpoint(CheckpointResult::Failure, 12.0);
+    checkpoint(CheckpointOutcome::Failure, 12.0);
     commit_latency(0.004);
     let text = encode(METRICS.registry.gather());
     assert_eq!(sample(&text, &placed), Some(p0 + 3.0));
@@ -260,6 +268,55 @@ fn typed_functions_move_their_series() {
     );
     assert_eq!(sample(&text, ckpt), Some(k0 + 1.0));
     assert!(sample(&text, commits).unwrap() >= m0 + 1.0);
+}
+
+#[test]
+fn preempted_allocations_count_under_their_own_vcluster_and_tenant() {
+    use lattice_core::allocation::{AllocationSpec, Constraints};
+    use lattice_core::{Command as Cmd, Timestamp};
+    let vc = "preempted-fn-test";
+    let mut s = ClusterState::default();
+    s.apply(&Cmd::PutVCluster {
+        now: Timestamp(0),
+        name: vc.into(),
+        change: Default::default(),
+        create: true,
+    })
+    .unwrap();
+    for tenant in ["default", "default", "other"] {
+        s.apply(&Cmd::Submit {
+            now: Timestamp(1),
+            spec: AllocationSpec {
+                name: "x".into(),
+                tenant: tenant.into(),
+                vcluster: vc.into(),
+                user: "u".into(),
+                command: Some(vec!["true".into()]),
+                script: None,
+                nodes: 1,
+                walltime_seconds: 60,
+                priority: 5,
+                constraints: Constraints::default(),
+                env: Default::default(),
+                preemptible: true,
+                checkpoint: Default::default(),
+            },
+            options: lattice_core::submit::SubmitOptions {
+                create_tenant: true,
+                ..Default::default()
+            },
+        })
+        .unwrap();
+    }
+    let series = |t: &str| {
+        format!(r#"lattice_scheduling_preemptions_total{{tenant="{t}",vcluster="{vc}"}}"#)
+    };
+    let ids: Vec<AllocId> = s.allocations().keys().copied().collect();
+    // An unknown ID (already gone from the view) is skipped, not counted.
+    preempted(&s, &[ids[0], ids[1], ids[2], 999_999]);
+    let text = encode(METRICS.registry.gather());
+    assert_eq!(sample(&text, &series("default")), Some(2.0), "{text}");
+    assert_eq!(sample(&text, &series("other")), Some(1.0), "{text}");
 }
 
 /// Every value the layout is meant for lands in a bucket no wider than 2.5x the value, with a

@@ -336,6 +336,7 @@ fn finish_some(s: &mut ClusterState, now: Timestamp, picks: &[(usize, bool)]) {
         let n = &s.nodes()[&ids[i % ids.len()]];
         for a in &n.allocations {
             reports.push(ExitReport {
+                run: 0,
                 allocation_id: *a,
                 node_id: n.id.clone(),
                 outcome: ExitOutcome::Exited,

@@ -553,7 +553,7 @@ proptest! {
             .zip(finished.iter().chain(std::iter::repeat(&false)))
             .filter(|(_, &f)| f)
             .flat_map(|(n, _)| n.allocations.iter().map(|&a| (a, n.id.clone())))
-            .map(|(a, n)| ExitReport {
+            .map(|(a, n)| ExitReport { run: 0,
                 allocation_id: a,
                 node_id: n,
                 outcome: ExitOutcome::Exited,

@@ -105,6 +105,7 @@ impl Sim {
                 .assigned_nodes
                 .iter()
                 .map(|n| ExitReport {
+                    run: 0,
                     allocation_id: id,
                     node_id: n.clone(),
                     outcome: ExitOutcome::Exited,

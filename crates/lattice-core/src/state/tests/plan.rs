@@ -22,6 +22,8 @@ fn valid_placement_is_accepted() {
     assert_eq!(
         out,
         PlanOutcome {
+            preempted: Vec::new(),
+            preemptions_rejected: Vec::new(),
             placed: vec![id],
             rejected: vec![]
         }
