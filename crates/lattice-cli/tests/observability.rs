@@ -4,8 +4,9 @@
 //! - a real three-member cluster with an agent runs real work while a real Prometheus scrapes
 //!   every member with the shipped rules: every member's `/metrics` passes
 //!   `promtool check metrics`, every dashboard panel and alert expression evaluates, the
-//!   counters moved by what the workload implies, and killing two members makes
-//!   `LatticeRaftNoLeader` fire.
+//!   counters moved by what the workload implies (including a preemption with a checkpoint:
+//!   `lattice_scheduling_preemptions_total` and `lattice_checkpoint_duration_seconds`), and
+//!   killing two members makes `LatticeRaftNoLeader` fire.
 //!
 //! These tests fail (they do not skip) when `promtool` or `prometheus` is missing: install the
 //! Debian package `prometheus` (scripts/test.sh does).
@@ -423,11 +424,58 @@ fn a_real_cluster_scraped_by_a_real_prometheus_matches_dashboards_alerts_and_wor
     );
     assert_eq!(allocation(&urls[0], d)["state"], "pending");
 
+    // A preemption with a checkpoint: a low-priority bio job that checkpoints on SIGUSR1 is
+    // preempted by a 2-node physics job, which runs; the bio job then resumes from its
+    // checkpoint and completes.
+    let e = submit(
+        &urls[1],
+        json!({"tenant": "bio", "priority": 1, "checkpoint": "signal",
+               "script": "[ -f ckpt ] && exit 0\n\
+                          trap 'touch ckpt; echo ok > \"$LATTICE_CHECKPOINT_ACK\"' USR1\n\
+                          echo started\n\
+                          while true; do sleep 0.1; done\n"}),
+    );
+    wait_for(30, "the bio job to start", || {
+        let (s, v) = call(
+            "GET",
+            &format!("{}/api/v1/allocations/{e}/logs", urls[1]),
+            None,
+        );
+        (s == 200 && v.to_string().contains("started")).then_some(())
+    });
+    let f = submit(
+        &urls[2],
+        json!({"tenant": "physics", "priority": 9, "nodes": 2, "command": ["true"]}),
+    );
+    wait_state(&urls[2], f, "completed", 60);
+    let done = wait_state(&urls[1], e, "completed", 60);
+    assert_eq!(done["preempt_count"], 1, "{done}");
+    assert_eq!(done["last_checkpoint"]["outcome"], "success", "{done}");
+    wait_value(&prom, 30, "sum(lattice_scheduling_preemptions_total)", 1.0);
+    wait_value(
+        &prom,
+        30,
+        r#"sum(lattice_checkpoint_duration_seconds_count{result="success"})"#,
+        1.0,
+    );
+
     // Prometheus has the final state from all three members.
     wait_value(
         &prom,
         30,
-        r#"count(lattice_allocations_total{state="pending",tenant="bio",vcluster="default"} == 2)"#,
+        r#"count(lattice_allocations_total{state="pending",tenant="bio",vcluster="default"} == 4)"#,
+        3.0,
+    );
+    wait_value(
+        &prom,
+        30,
+        r#"count(lattice_allocations_total{state="completed",tenant="bio",vcluster="default"} == 1)"#,
+        3.0,
+    );
+    wait_value(
+        &prom,
+        30,
+        r#"count(lattice_allocations_total{state="completed",tenant="physics",vcluster="default"} == 2)"#,
         3.0,
     );
     wait_value(
@@ -460,16 +508,19 @@ fn a_real_cluster_scraped_by_a_real_prometheus_matches_dashboards_alerts_and_wor
         assert_eq!(prom.value(promql), Some(want), "{promql}");
     };
     // Replicated: every member exports the same allocation counters (max = min).
+    // bio's e entered pending and running twice (preempted once), preempting once.
     for (state, tenant, n) in [
-        ("pending", "physics", 2.0),
-        ("running", "physics", 2.0),
-        ("completed", "physics", 1.0),
+        ("pending", "physics", 3.0),
+        ("running", "physics", 3.0),
+        ("completed", "physics", 2.0),
         ("failed", "physics", 1.0),
         ("cancelled", "physics", 0.0),
-        ("pending", "bio", 2.0),
-        ("running", "bio", 1.0),
-        ("completed", "bio", 0.0),
+        ("preempting", "physics", 0.0),
+        ("pending", "bio", 4.0),
+        ("running", "bio", 3.0),
+        ("completed", "bio", 1.0),
         ("cancelled", "bio", 1.0),
+        ("preempting", "bio", 1.0),
     ] {
         let sel = format!(
             r#"lattice_allocations_total{{state="{state}",tenant="{tenant}",vcluster="default"}}"#
@@ -478,33 +529,55 @@ fn a_real_cluster_scraped_by_a_real_prometheus_matches_dashboards_alerts_and_wor
         eq(&format!("min({sel})"), n);
         eq(&format!("count({sel})"), 3.0);
     }
-    // Placements = jobs started, counted once (by the leader): sum over members.
-    eq("sum(lattice_scheduling_placements_total)", 3.0);
+    // Placements = runs started, counted once (by the leader): sum over members. bio's e
+    // started twice.
+    eq("sum(lattice_scheduling_placements_total)", 6.0);
     eq(
         r#"sum(lattice_scheduling_placements_total{tenant="physics",vcluster="default"})"#,
-        2.0,
+        3.0,
     );
     eq(
         r#"sum(lattice_scheduling_placements_total{tenant="bio",vcluster="default"})"#,
-        1.0,
+        3.0,
     );
     eq(
         &format!(
             r#"sum(lattice_scheduling_placements_total{{instance="{}"}})"#,
             targets[(leader - 1) as usize]
         ),
-        3.0,
+        6.0,
     );
-    // No preemption, no checkpoint yet (issue 5): the series exist at 0.
-    eq("sum(lattice_scheduling_preemptions_total)", 0.0);
+    // One preemption (of bio's e, by the leader) and one successful checkpoint (observed by
+    // the member that committed the agent's report); every series exists on every member.
+    eq("sum(lattice_scheduling_preemptions_total)", 1.0);
+    eq(
+        r#"sum(lattice_scheduling_preemptions_total{tenant="bio",vcluster="default"})"#,
+        1.0,
+    );
+    eq(
+        &format!(
+            r#"sum(lattice_scheduling_preemptions_total{{instance="{}"}})"#,
+            targets[(leader - 1) as usize]
+        ),
+        1.0,
+    );
     eq(
         r#"count(lattice_scheduling_preemptions_total{tenant="bio"})"#,
         3.0,
     );
-    eq("sum(lattice_checkpoint_duration_seconds_count)", 0.0);
+    eq("sum(lattice_checkpoint_duration_seconds_count)", 1.0);
+    eq(
+        r#"sum(lattice_checkpoint_duration_seconds_count{result="success"})"#,
+        1.0,
+    );
     eq(
         "count(count by (result) (lattice_checkpoint_duration_seconds_count))",
         3.0,
+    );
+    // Its duration landed in a bucket at or below the timeout (60 s).
+    eq(
+        r#"sum(lattice_checkpoint_duration_seconds_bucket{result="success",le="60"})"#,
+        1.0,
     );
     eq("max(lattice_allocations_active)", 0.0);
     eq(
@@ -578,7 +651,7 @@ fn a_real_cluster_scraped_by_a_real_prometheus_matches_dashboards_alerts_and_wor
     // API requests: every submission answered 201 by the member it was sent to.
     eq(
         r#"sum(lattice_api_requests_total{method="POST",route="/api/v1/allocations",status="201"})"#,
-        4.0,
+        6.0,
     );
     eq(
         r#"sum(lattice_api_requests_total{method="DELETE",route="/api/v1/allocations/{id}",status="200"})"#,
@@ -612,6 +685,13 @@ fn a_real_cluster_scraped_by_a_real_prometheus_matches_dashboards_alerts_and_wor
     }
     for n in &named {
         assert!(with_data.contains(n), "panel {n:?} returned no data");
+    }
+    for p in ["Checkpoint duration", "Checkpoints by result"] {
+        let n = (
+            "Lattice / Scheduling Performance".to_string(),
+            p.to_string(),
+        );
+        assert!(with_data.contains(&n), "panel {n:?} returned no data");
     }
     // Quantiles of real activity are numbers.
     for expr in [
