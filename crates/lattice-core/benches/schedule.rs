@@ -7,7 +7,9 @@
 //! Each cluster: nodes in topology groups of 32 (`group=gN`), a quarter with `ib`; 90% of
 //! the nodes run work with staggered walltimes (so blocked work gets a backfill
 //! reservation), ten tenants with different shares, and a queue of mostly one-node jobs,
-//! some wider ones, some `ib`-constrained, priorities 0-10, submitted over an hour.
+//! some wider ones, some `ib`-constrained, priorities 0-10, submitted over an hour. The
+//! running work is not preemptible, except in the `preempting` case (running work of
+//! priority 5 preemptible: every cycle selects victims for the higher-priority queue).
 
 use std::time::{Duration, Instant};
 
@@ -67,7 +69,9 @@ fn spec(tenant: usize, nodes: u32, walltime: u64, priority: u8, ib: bool) -> All
 }
 
 /// A cluster of `nodes` nodes, 90% busy, with `pending` allocations queued.
-fn build(nodes: usize, pending: usize, busy_fraction: f64) -> ClusterState {
+/// `preemptible`: whether the running work may be preempted (then pending work of a higher
+/// priority preempts it: the cycle includes victim selection).
+fn build(nodes: usize, pending: usize, busy_fraction: f64, preemptible: bool) -> ClusterState {
     let mut rng = Rng(0x5eed ^ (nodes as u64) ^ ((pending as u64) << 20));
     let mut s = ClusterState::default();
     for t in 0..10 {
@@ -114,7 +118,10 @@ fn build(nodes: usize, pending: usize, busy_fraction: f64) -> ClusterState {
             &mut s,
             Command::Submit {
                 now: at(0),
-                spec: spec(i % 10, 1, wt, 5, false),
+                spec: AllocationSpec {
+                    preemptible,
+                    ..spec(i % 10, 1, wt, 5, false)
+                },
                 options: SubmitOptions::default(),
             },
         );
@@ -161,19 +168,25 @@ fn measure(label: &str, s: &ClusterState, rounds: usize) {
     let now = at(3600);
     let mut times: Vec<Duration> = Vec::with_capacity(rounds);
     let mut placed = 0;
+    let mut preempted = 0;
     let mut changes = 0;
     for _ in 0..rounds {
         let start = Instant::now();
         let plan = schedule(s, now);
         times.push(start.elapsed());
         placed = plan.placements.len();
+        preempted = plan
+            .preemptions
+            .iter()
+            .map(|p| p.victims.len())
+            .sum::<usize>();
         changes = plan.reasons.len() + plan.estimates.len();
         std::hint::black_box(plan);
     }
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "{label:<36} min {:>8.2} ms  median {:>8.2} ms  max {:>8.2} ms  ({placed} placed, {changes} reason/estimate changes)",
+        "{label:<36} min {:>8.2} ms  median {:>8.2} ms  max {:>8.2} ms  ({placed} placed, {preempted} preempted, {changes} reason/estimate changes)",
         ms(times[0]),
         ms(times[times.len() / 2]),
         ms(times[times.len() - 1]),
@@ -199,7 +212,7 @@ fn main() {
             continue;
         }
         let build_start = Instant::now();
-        let busy = build(nodes, pending, 0.9);
+        let busy = build(nodes, pending, 0.9, false);
         if std::env::var_os("LATTICE_BENCH_STEADY_ONLY").is_some() {
             // For profiling: many rounds of the steady state only.
             let mut steady = busy.clone();
@@ -241,10 +254,19 @@ fn main() {
             rounds,
         );
         drop(busy);
-        let idle = build(nodes, pending, 0.0);
+        let idle = build(nodes, pending, 0.0, false);
         measure(
             &format!("{nodes} nodes x {pending} pending, idle"),
             &idle,
+            rounds,
+        );
+        drop(idle);
+        // Running work (priority 5) preemptible: pending work of priority 6-10 preempts it,
+        // so every cycle selects victims.
+        let preempt = build(nodes, pending, 0.9, true);
+        measure(
+            &format!("{nodes} nodes x {pending} pending, preempting"),
+            &preempt,
             rounds,
         );
         eprintln!("  (built in {:.1} s)", built.as_secs_f64());

@@ -314,6 +314,8 @@ pub struct Work {
     tenant: u32,
     pub nodes: u32,
     pub walltime_seconds: u32,
+    /// May be preempted once running (fits in what would be padding).
+    pub preemptible: bool,
     /// Its array's ID, or 0 (IDs start at 1).
     array: AllocId,
 }
@@ -325,6 +327,7 @@ impl Work {
             nodes: a.nodes,
             // Walltimes are at most a year (validated), well within u32 seconds.
             walltime_seconds: u32::try_from(a.walltime_seconds).unwrap_or(u32::MAX),
+            preemptible: a.preemptible,
             array: a.array_id.unwrap_or(0),
         }
     }

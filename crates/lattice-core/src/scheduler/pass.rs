@@ -92,11 +92,15 @@ pub fn run<'a>(
             exist: exist as u32,
             ahead,
         };
-        let a = pending[e.pos as usize];
-        if cx.started.contains_key(&a.id) {
+        // The allocation record itself is read only where needed (preemption): the loop
+        // streams through compact entries.
+        // (Reading its ID is a random access too: only when some claim exists.)
+        let claimed = !cx.started.is_empty() || !cx.claims.is_empty();
+        let id = if claimed { id_of(&e) } else { 0 };
+        if claimed && cx.started.contains_key(&id) {
             continue; // started on its claim at the start of the cycle
         }
-        if let Some(claim) = cx.claims.get(&a.id).cloned() {
+        if let Some(claim) = claimed.then(|| cx.claims.get(&id).cloned()).flatten() {
             // A preemptor waiting for its victims to release the nodes it claimed (or over
             // a quota lowered since): its quota and cap stay counted.
             let mut occupants: Vec<AllocId> = claim
@@ -139,7 +143,8 @@ pub fn run<'a>(
                     .as_millis();
                 // Work the head could preempt does not backfill onto nodes the head could
                 // use: the next cycle would preempt it there.
-                let preemptable = vc.preemption && a.preemptible && a.priority < head_priority;
+                let preemptable =
+                    vc.preemption && e.work.preemptible && queue::priority(&e) < head_priority;
                 if preemptable {
                     feas.pick(&cx.taken, cid, need, Use::Unreserved)
                         .map(|p| (p, 0))
@@ -183,6 +188,7 @@ pub fn run<'a>(
                 // Only work ahead of the reservation preempts: what waits behind it would
                 // otherwise take the nodes the reservation counts on.
                 if resv.is_none() {
+                    let a = pending[e.pos as usize];
                     if let Some(victims) =
                         preemptor.attempt(cx, &mut feas, vc, cid, a, &e.work, plan)
                     {
@@ -208,7 +214,7 @@ pub fn run<'a>(
                             });
                             trace.head = resv.clone();
                             head = Some(e.work);
-                            head_priority = a.priority;
+                            head_priority = queue::priority(&e);
                             feas.reserve(cx, cid);
                         }
                     }
@@ -227,7 +233,7 @@ pub fn run<'a>(
         let e = queue[b.at as usize];
         let need = e.work.nodes as usize;
         // A waiting preemptor's own count is not what holds it back.
-        let claimant = cx.claims.contains_key(&seen[e.pos as usize].id);
+        let claimant = !cx.claims.is_empty() && cx.claims.contains_key(&seen[e.pos as usize].id);
         if claimant {
             cx.count(&e.work, false);
         }

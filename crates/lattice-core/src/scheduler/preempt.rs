@@ -49,20 +49,39 @@ pub fn choose(
     want: usize,
     matching: impl Fn(u32) -> bool,
 ) -> Option<Vec<usize>> {
+    let mut order: Vec<usize> = (0..cands.len()).collect();
+    order.sort_by_key(|&i| cands[i].cost());
+    choose_in_order(cands, order.into_iter(), &[], priority, want, matching)
+}
+
+/// [`choose`] over candidates already in cost order (`order`), skipping `used` ones: it
+/// reads only the cheapest prefix it needs, so a cycle that preempts for thousands of
+/// allocations does not re-sort thousands of candidates for each.
+fn choose_in_order(
+    cands: &[Candidate],
+    order: impl Iterator<Item = usize>,
+    used: &[bool],
+    priority: u8,
+    want: usize,
+    matching: impl Fn(u32) -> bool,
+) -> Option<Vec<usize>> {
     if want == 0 {
         return None;
     }
-    let mut order: Vec<(usize, usize)> = cands
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.priority < priority)
-        .map(|(i, c)| (i, c.nodes.iter().filter(|&&n| matching(n)).count()))
-        .filter(|(_, useful)| *useful > 0)
-        .collect();
-    order.sort_by_key(|&(i, _)| cands[i].cost());
     let mut chosen = Vec::new();
     let mut got = 0;
-    for (i, useful) in order {
+    for i in order {
+        let c = &cands[i];
+        if c.priority >= priority {
+            break; // cost order is priority first: nothing further qualifies
+        }
+        if used.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        let useful = c.nodes.iter().filter(|&&n| matching(n)).count();
+        if useful == 0 {
+            continue;
+        }
         chosen.push((i, useful));
         got += useful;
         if got >= want {
@@ -84,10 +103,14 @@ pub fn choose(
     Some(chosen.into_iter().map(|(i, _)| i).collect())
 }
 
-/// Preemption state of one vCluster pass.
+/// Preemption state of one vCluster pass: the candidates in cost order (built once, on the
+/// first attempt) and which of them this cycle already preempted.
 #[derive(Default)]
 pub struct Preemptor {
     cands: Option<Vec<Candidate>>,
+    used: Vec<bool>,
+    /// Every candidate before this one is used (victims come mostly from the cheap front).
+    first_unused: usize,
     failures: u32,
 }
 
@@ -109,8 +132,21 @@ impl Preemptor {
         if !vc.preemption || a.priority == 0 || self.failures >= MAX_FAILED_ATTEMPTS {
             return None;
         }
-        let cands = self.cands.get_or_insert_with(|| candidates(cx, vc));
-        if !cands.iter().any(|c| c.priority < a.priority) {
+        let cands = self.cands.get_or_insert_with(|| {
+            let mut c = candidates(cx, vc);
+            c.sort_by_key(Candidate::cost);
+            c
+        });
+        if self.used.len() != cands.len() {
+            self.used = vec![false; cands.len()];
+        }
+        while self.first_unused < cands.len() && self.used[self.first_unused] {
+            self.first_unused += 1;
+        }
+        if cands
+            .get(self.first_unused)
+            .is_none_or(|c| c.priority >= a.priority)
+        {
             return None;
         }
         let need = w.nodes as usize;
@@ -119,7 +155,10 @@ impl Preemptor {
         let nodes = &cx.nodes;
         let taken = &cx.taken;
         let matching = |n: u32| !taken[n as usize] && nodes[n as usize].satisfies(&a.constraints);
-        let Some(picked) = choose(cands, a.priority, want, matching) else {
+        // The candidates are sorted by cost: walk them in place.
+        let in_place = self.first_unused..cands.len();
+        let Some(picked) = choose_in_order(cands, in_place, &self.used, a.priority, want, matching)
+        else {
             self.failures += 1;
             return None;
         };
@@ -146,10 +185,8 @@ impl Preemptor {
         let mut victims: Vec<AllocId> = picked.iter().map(|&i| cands[i].id).collect();
         victims.sort_unstable();
         // A victim is preempted once per cycle.
-        let mut picked = picked;
-        picked.sort_unstable_by(|x, y| y.cmp(x));
         for i in picked {
-            cands.remove(i);
+            self.used[i] = true;
         }
         let n = victims.len();
         plan.preemptions.push(PlannedPreemption {

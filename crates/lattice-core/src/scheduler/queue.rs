@@ -58,6 +58,11 @@ fn tie_break(priority: u8, submitted_ms: u64) -> u64 {
 }
 
 /// The priority a tie-break half was made from.
+/// An entry's allocation priority (kept in its sort key).
+pub fn priority(e: &Entry) -> u8 {
+    priority_of(e.key)
+}
+
 fn priority_of(key: u128) -> u8 {
     255 - (key as u64 >> 56) as u8
 }
