@@ -56,6 +56,12 @@ pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 /// A node that will not take work again (drained, draining or down).
 pub const NEVER: u64 = u64::MAX;
 
+/// When a node claimed by a preemptor is expected to be free for others: not in any time a
+/// reservation or estimate can use (146 million years), yet the node stays usable, so the
+/// sets of usable nodes (and the topology terms of scores) do not change when a claim is
+/// made in the middle of a cycle.
+pub const CLAIMED: u64 = 1 << 62;
+
 /// Node features of the form `group=NAME` place a node in a topology group (a rack, a
 /// switch); multi-node work is packed into as few groups as possible.
 pub const GROUP_PREFIX: &str = "group=";
@@ -240,12 +246,12 @@ impl<'a> Cycle<'a> {
     }
 
     /// Takes a node claimed by a preemptor: no one else is placed there, and reservations
-    /// and estimates do not count on it (how long the preemptor keeps it is not known until
-    /// it starts). The same in the cycle that makes the claim and in later ones, so an
-    /// unchanged state gives an unchanged plan.
+    /// and estimates do not count on it ([`CLAIMED`]; how long the preemptor keeps it is not
+    /// known until it starts). The same in the cycle that makes the claim and in later ones,
+    /// so an unchanged state gives an unchanged plan.
     pub fn claim_node(&mut self, i: usize) {
         self.taken[i] = true;
-        self.avail[i] = NEVER;
+        self.avail[i] = CLAIMED;
     }
 
     /// The index of a tenant in `tenants` and `loads`.

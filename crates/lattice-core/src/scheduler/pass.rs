@@ -24,7 +24,7 @@
 
 use crate::allocation::{AllocId, Allocation};
 use crate::scheduler::backfill::{ceil_second, estimate, shadow, Reservation, ESTIMATE_DEPTH};
-use crate::scheduler::cycle::{Cycle, FastMap, Work};
+use crate::scheduler::cycle::{Cycle, FastMap, Work, CLAIMED};
 use crate::scheduler::feasibility::{Feasibility, Picks, Use};
 use crate::scheduler::preempt::Preemptor;
 use crate::scheduler::queue::{self, Entry, Seen};
@@ -204,7 +204,10 @@ pub fn run<'a>(
                     Policy::Fifo => fifo_head = Some(id_of(&e)),
                     Policy::Backfill => {
                         let usable = feas.usable(cx, cid);
-                        if let Some((start, free)) = shadow(&cx.avail, usable, need, &mut scratch) {
+                        // A start behind claimed nodes is no start: no reservation.
+                        if let Some((start, free)) = shadow(&cx.avail, usable, need, &mut scratch)
+                            .filter(|(start, _)| *start < CLAIMED)
+                        {
                             resv = Some(Reservation {
                                 allocation: id_of(&e),
                                 constraints: cid,
@@ -317,7 +320,9 @@ fn write_estimates<'a>(
             let usable = feas.usable(cx, e.cid as usize);
             let walltime_ms = u64::from(e.work.walltime_seconds) * 1000;
             let need = e.work.nodes as usize;
-            if let Some(s) = estimate(&mut avail, usable, need, walltime_ms, &mut scratch) {
+            if let Some(s) = estimate(&mut avail, usable, need, walltime_ms, &mut scratch)
+                .filter(|s| *s < CLAIMED)
+            {
                 estimates.insert(pending[e.pos as usize].id, ceil_second(s));
             }
         }

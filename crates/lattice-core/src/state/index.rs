@@ -24,9 +24,7 @@ impl ClusterState {
                     .insert(id);
             }
             AllocState::Running | AllocState::Preempting => {
-                if a.state == AllocState::Running {
-                    self.running.insert(id);
-                }
+                self.running.insert(id);
                 let load = self.tenant_load.entry(a.tenant.clone()).or_default();
                 load.nodes += u64::from(a.nodes);
                 load.running += 1;
@@ -102,9 +100,7 @@ impl ClusterState {
                     .insert(id);
             }
             AllocState::Running | AllocState::Preempting => {
-                if to == AllocState::Running {
-                    self.running.insert(id);
-                }
+                self.running.insert(id);
                 let load = self.tenant_load.entry(a.tenant.clone()).or_default();
                 load.nodes += u64::from(a.nodes);
                 load.running += 1;

@@ -67,7 +67,7 @@ pub struct ClusterState {
     pending: BTreeSet<AllocId>,
     /// Pending allocations per vCluster.
     pending_by_vcluster: BTreeMap<String, BTreeSet<AllocId>>,
-    /// Running allocations.
+    /// Running and preempting allocations (their work is on their nodes).
     running: BTreeSet<AllocId>,
     /// Allocation count per state.
     state_counts: BTreeMap<AllocState, u64>,
@@ -305,7 +305,7 @@ impl ClusterState {
         &self.pending_by_vcluster
     }
 
-    /// Running allocation IDs, ascending.
+    /// Running and preempting allocation IDs (work on its nodes), ascending.
     pub fn running_ids(&self) -> &BTreeSet<AllocId> {
         &self.running
     }

@@ -126,6 +126,10 @@ impl ClusterState {
         }
         self.drop_claim(p.preemptor);
         for nid in &p.nodes {
+            // A claim that was no longer live (checked above) gives way entirely.
+            if let Some(&other) = self.claims.get(nid) {
+                self.drop_claim(other);
+            }
             self.claims.insert(nid.clone(), p.preemptor);
         }
         if let Some(a) = self.allocations.get_mut(&p.preemptor) {
