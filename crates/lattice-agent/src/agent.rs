@@ -2,7 +2,8 @@
 //! nodes (retrying until the control plane answers), then runs the heartbeat and work loops
 //! until `shutdown` resolves; at shutdown it stops every running rank (SIGTERM, SIGKILL after
 //! the grace period), tries once to report them, and returns. Telemetry, when configured, runs
-//! beside them from the start.
+//! beside them from the start. With `simulate: N` it runs the simulator of N virtual nodes
+//! (`sim`) instead.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     telemetry.validate()?;
+    if config.simulate > 0 {
+        return crate::sim::run(config, telemetry, shutdown).await;
+    }
     let nodes = config.node_ids();
     std::fs::create_dir_all(&config.work_dir).map_err(|source| AgentError::WorkDir {
         path: config.work_dir.clone(),

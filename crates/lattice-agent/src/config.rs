@@ -1,5 +1,6 @@
 //! [`AgentConfig`]: everything an agent needs to know, loadable from the `agent:` section of
-//! the YAML configuration (unknown keys are rejected, missing keys take their defaults).
+//! the YAML configuration (unknown keys are rejected, missing keys take their defaults). The
+//! `simulate` and `sim_*` keys turn the agent into a simulator of virtual nodes (`sim`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -11,7 +12,10 @@ use crate::discovery;
 use crate::error::AgentError;
 use crate::layout;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Longest simulated duration (`sim_duration_seconds`, `SIM_DURATION`): a year.
+pub const MAX_SIM_DURATION_SECONDS: f64 = 366.0 * 24.0 * 3600.0;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
     /// Control-plane URLs, e.g. `http://10.0.0.1:8080`.
@@ -36,6 +40,25 @@ pub struct AgentConfig {
     /// URL the control plane uses to reach this agent; derived from the bound address when
     /// absent.
     pub advertise_url: Option<String>,
+    /// Present this many *virtual* nodes (0: off, a real agent). They register, heartbeat and
+    /// poll for work like real nodes but run nothing: a job "runs" for its simulated
+    /// duration (see the `sim` module). Node IDs are named as with `nodes`.
+    pub simulate: u32,
+    /// How long a simulated job runs, in seconds (fractions allowed); 0 ends it at once. A
+    /// job overrides it with `SIM_DURATION` in its environment.
+    pub sim_duration_seconds: f64,
+    /// CPUs, memory (GiB), GPUs and GPU model each virtual node registers with.
+    pub sim_cpus: u32,
+    pub sim_memory_gb: u64,
+    pub sim_gpus: u32,
+    pub sim_gpu_model: Option<String>,
+    /// Features of every virtual node, on top of `features`.
+    pub sim_features: Vec<String>,
+    /// Topology groups: virtual node `i` (1-based) gets the feature `group=g{i % sim_groups}`;
+    /// 0 for none.
+    pub sim_groups: u32,
+    /// Virtual nodes per work long-poll (real agents poll one node each; see `sim`).
+    pub sim_poll_batch: u32,
 }
 
 impl Default for AgentConfig {
@@ -50,19 +73,37 @@ impl Default for AgentConfig {
             work_dir: PathBuf::from("/var/lib/lattice/agent"),
             listen_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8081),
             advertise_url: None,
+            simulate: 0,
+            sim_duration_seconds: 0.0,
+            sim_cpus: 64,
+            sim_memory_gb: 256,
+            sim_gpus: 0,
+            sim_gpu_model: None,
+            sim_features: Vec::new(),
+            sim_groups: 0,
+            sim_poll_batch: 100,
         }
     }
 }
 
 impl AgentConfig {
-    /// IDs of the nodes this agent presents, in order.
+    /// How many nodes this agent presents: `simulate` virtual ones, else `nodes` real ones.
+    pub fn node_count(&self) -> u32 {
+        if self.simulate > 0 {
+            self.simulate
+        } else {
+            self.nodes
+        }
+    }
+
+    /// IDs of the nodes this agent presents, in order: `{node_id}-1` .. `{node_id}-{N}`, or
+    /// just `{node_id}` for one.
     pub fn node_ids(&self) -> Vec<NodeId> {
-        if self.nodes <= 1 {
+        let n = self.node_count();
+        if n <= 1 {
             vec![self.node_id.clone()]
         } else {
-            (1..=self.nodes)
-                .map(|i| format!("{}-{i}", self.node_id))
-                .collect()
+            (1..=n).map(|i| format!("{}-{i}", self.node_id)).collect()
         }
     }
 
@@ -93,6 +134,26 @@ impl AgentConfig {
         if let Some(u) = &self.advertise_url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
                 return bad("advertise_url: must start with http:// or https://");
+            }
+        }
+        if self.simulate > 0 {
+            if self.nodes > 1 {
+                return bad(
+                    "nodes: a simulating agent presents `simulate` nodes; leave `nodes` at 1",
+                );
+            }
+            let d = self.sim_duration_seconds;
+            if !d.is_finite() || !(0.0..=MAX_SIM_DURATION_SECONDS).contains(&d) {
+                return bad("sim_duration_seconds: must be between 0 and one year");
+            }
+            if self.sim_poll_batch == 0 {
+                return bad("sim_poll_batch: must be at least 1");
+            }
+            if self.sim_cpus == 0 {
+                return bad("sim_cpus: must be at least 1");
+            }
+            if self.sim_memory_gb.checked_mul(1 << 30).is_none() {
+                return bad("sim_memory_gb: too large");
             }
         }
         Ok(())
@@ -126,6 +187,12 @@ mod tests {
         assert_eq!(c.node_ids(), vec!["dev"]);
         c.nodes = 3;
         assert_eq!(c.node_ids(), vec!["dev-1", "dev-2", "dev-3"]);
+        // Virtual nodes are named the same way.
+        c.nodes = 1;
+        c.simulate = 2;
+        assert_eq!(c.node_ids(), vec!["dev-1", "dev-2"]);
+        c.simulate = 1;
+        assert_eq!(c.node_ids(), vec!["dev"]);
     }
 
     #[test]
@@ -151,6 +218,12 @@ mod tests {
             ..AgentConfig::default()
         };
         assert!(ok.validate().is_ok());
+        let sim = AgentConfig {
+            simulate: 10_000,
+            sim_duration_seconds: 0.5,
+            ..ok.clone()
+        };
+        assert!(sim.validate().is_ok());
         for bad in [
             AgentConfig {
                 nodes: 0,
@@ -174,6 +247,31 @@ mod tests {
             },
             AgentConfig {
                 advertise_url: Some("agent:8081".into()),
+                ..ok.clone()
+            },
+            AgentConfig {
+                simulate: 10,
+                nodes: 2,
+                ..ok.clone()
+            },
+            AgentConfig {
+                simulate: 10,
+                sim_duration_seconds: -1.0,
+                ..ok.clone()
+            },
+            AgentConfig {
+                simulate: 10,
+                sim_duration_seconds: f64::NAN,
+                ..ok.clone()
+            },
+            AgentConfig {
+                simulate: 10,
+                sim_poll_batch: 0,
+                ..ok.clone()
+            },
+            AgentConfig {
+                simulate: 10,
+                sim_memory_gb: u64::MAX,
                 ..ok.clone()
             },
         ] {

@@ -27,6 +27,9 @@
 //!   helpers.
 //! - `telemetry`: per-node and per-allocation measurements pushed to a Prometheus
 //!   remote-write receiver; `metrics`: the agent's own metrics (one place for every name).
+//! - `sim`: the simulating agent (`simulate: N`): N virtual nodes that register, heartbeat
+//!   and poll like real ones and "run" their allocations without processes, for scale
+//!   benchmarks of the control plane.
 
 mod agent;
 mod checkpoint;
@@ -45,6 +48,7 @@ mod ranks;
 mod reconcile;
 mod records;
 mod register;
+mod sim;
 mod supervise;
 pub mod telemetry;
 mod wait;

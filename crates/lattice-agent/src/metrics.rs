@@ -1,7 +1,7 @@
 //! The agent's own metrics, served at `GET /metrics` in the classic Prometheus text format.
 //! This module owns every one of them: name, type, help text and buckets; call sites use the
-//! typed methods of [`AgentMetrics`]. (The series the agent *pushes* are listed in
-//! `telemetry::series`.)
+//! typed methods of [`AgentMetrics`] (a simulating agent: [`SimMetrics`]). (The series the
+//! agent *pushes* are listed in `telemetry::series`.)
 
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
 
@@ -108,12 +108,116 @@ impl AgentMetrics {
 
     /// The classic text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
-            tracing::warn!(error = %e, "cannot encode metrics");
-        }
-        String::from_utf8_lossy(&buf).into_owned()
+        render(&self.registry)
     }
+}
+
+/// The metrics of a simulating agent (`sim`): the load it puts on the control plane and the
+/// jobs it runs.
+pub struct SimMetrics {
+    registry: Registry,
+    nodes: IntGauge,
+    nodes_registered: IntGauge,
+    heartbeats: IntCounter,
+    heartbeat_failures: IntCounter,
+    work_polls: IntCounter,
+    work_poll_failures: IntCounter,
+    exit_reports: IntCounter,
+    ranks_running: IntGauge,
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid gauge name");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+impl Default for SimMetrics {
+    fn default() -> Self {
+        let r = Registry::new();
+        SimMetrics {
+            nodes: gauge(&r, "lattice_sim_nodes", "Virtual nodes this agent presents."),
+            nodes_registered: gauge(
+                &r,
+                "lattice_sim_nodes_registered",
+                "Virtual nodes registered with the control plane so far.",
+            ),
+            heartbeats: counter(
+                &r,
+                "lattice_sim_heartbeats_total",
+                "Heartbeat requests sent (one virtual node each), failed ones included.",
+            ),
+            heartbeat_failures: counter(
+                &r,
+                "lattice_sim_heartbeat_failures_total",
+                "Heartbeat requests that failed.",
+            ),
+            work_polls: counter(
+                &r,
+                "lattice_sim_work_polls_total",
+                "Work long-polls sent (one batch of virtual nodes each), failed ones included.",
+            ),
+            work_poll_failures: counter(
+                &r,
+                "lattice_sim_work_poll_failures_total",
+                "Work long-polls that failed.",
+            ),
+            exit_reports: counter(
+                &r,
+                "lattice_sim_exit_reports_delivered_total",
+                "Exit reports of simulated ranks the control plane accepted (resent ones count again).",
+            ),
+            ranks_running: gauge(
+                &r,
+                "lattice_sim_ranks_running",
+                "Simulated ranks running now.",
+            ),
+            registry: r,
+        }
+    }
+}
+
+impl SimMetrics {
+    pub fn nodes(&self, n: usize) {
+        self.nodes.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn node_registered(&self) {
+        self.nodes_registered.inc();
+    }
+
+    pub fn heartbeat(&self, ok: bool, exit_reports: usize) {
+        self.heartbeats.inc();
+        if ok {
+            self.exit_reports.inc_by(exit_reports as u64);
+        } else {
+            self.heartbeat_failures.inc();
+        }
+    }
+
+    pub fn work_poll(&self, ok: bool) {
+        self.work_polls.inc();
+        if !ok {
+            self.work_poll_failures.inc();
+        }
+    }
+
+    pub fn ranks_running(&self, n: u64) {
+        self.ranks_running.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The classic text exposition of every metric.
+    pub fn render(&self) -> String {
+        render(&self.registry)
+    }
+}
+
+fn render(registry: &Registry) -> String {
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut buf) {
+        tracing::warn!(error = %e, "cannot encode metrics");
+    }
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 #[cfg(test)]
@@ -156,5 +260,29 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("# EOF"), "classic format, not OpenMetrics");
+    }
+
+    #[test]
+    fn sim_exposition_names_every_metric() {
+        let m = SimMetrics::default();
+        m.nodes(3);
+        m.node_registered();
+        m.heartbeat(true, 2);
+        m.heartbeat(false, 5);
+        m.work_poll(false);
+        m.ranks_running(4);
+        let text = m.render();
+        for line in [
+            "lattice_sim_nodes 3\n",
+            "lattice_sim_nodes_registered 1\n",
+            "lattice_sim_heartbeats_total 2\n",
+            "lattice_sim_heartbeat_failures_total 1\n",
+            "lattice_sim_work_polls_total 1\n",
+            "lattice_sim_work_poll_failures_total 1\n",
+            "lattice_sim_exit_reports_delivered_total 2\n",
+            "lattice_sim_ranks_running 4\n",
+        ] {
+            assert!(text.contains(line), "{line}{text}");
+        }
     }
 }

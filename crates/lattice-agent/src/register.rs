@@ -9,68 +9,81 @@ use tokio::sync::watch;
 use crate::discovery::HostInfo;
 use crate::wait;
 
+/// What the agent tells the control plane about the node with a given ID.
+type Describe = dyn Fn(&str) -> NodeRegistration + Send + Sync;
+
 pub struct Registrar {
     client: Client,
-    host: HostInfo,
-    features: Vec<String>,
-    agent_url: String,
+    describe: Box<Describe>,
 }
 
 impl Registrar {
+    /// A registrar for nodes of this host: each offers the host's CPUs, memory and GPUs.
     pub fn new(client: Client, host: HostInfo, features: Vec<String>, agent_url: String) -> Self {
+        Registrar::describing(client, move |id| NodeRegistration {
+            id: id.to_string(),
+            hostname: host.hostname.clone(),
+            cpus: host.cpus,
+            memory_bytes: host.memory_bytes,
+            gpus: host.gpus.clone(),
+            features: features.clone(),
+            agent_url: agent_url.clone(),
+        })
+    }
+
+    /// A registrar whose nodes `describe` says what they are (virtual nodes: `sim`).
+    pub fn describing(
+        client: Client,
+        describe: impl Fn(&str) -> NodeRegistration + Send + Sync + 'static,
+    ) -> Self {
         Registrar {
             client,
-            host,
-            features,
-            agent_url,
+            describe: Box::new(describe),
         }
     }
 
     /// What the agent tells the control plane about node `id`.
     pub fn registration(&self, id: &str) -> NodeRegistration {
-        NodeRegistration {
-            id: id.to_string(),
-            hostname: self.host.hostname.clone(),
-            cpus: self.host.cpus,
-            memory_bytes: self.host.memory_bytes,
-            gpus: self.host.gpus.clone(),
-            features: self.features.clone(),
-            agent_url: self.agent_url.clone(),
-        }
+        (self.describe)(id)
     }
 
-    /// Registers every node in `ids`, retrying each until it succeeds. Returns false if
-    /// `shutdown` was raised first.
+    /// Registers every node in `ids`, one after the other, retrying each until it succeeds.
+    /// Returns false if `shutdown` was raised first.
     pub async fn register(&self, ids: &[NodeId], shutdown: &mut watch::Receiver<bool>) -> bool {
         for id in ids {
-            let reg = self.registration(id);
-            let mut attempt = 0u32;
-            loop {
-                attempt += 1;
-                let result = tokio::select! {
-                    r = self.client.register(&reg) => r,
-                    () = wait::raised(shutdown) => return false,
-                };
-                match result {
-                    Ok(_) => {
-                        tracing::info!(node = %id, agent_url = %self.agent_url, "node registered");
-                        break;
-                    }
-                    Err(e) => {
-                        let delay = wait::backoff(attempt);
-                        if attempt.is_power_of_two() {
-                            tracing::warn!(node = %id, attempt, error = %e, retry_in = ?delay, "cannot register node; retrying");
-                        } else {
-                            tracing::debug!(node = %id, attempt, error = %e, "cannot register node; retrying");
-                        }
-                        if wait::sleep_or_raised(delay, shutdown).await {
-                            return false;
-                        }
-                    }
-                }
+            if !self.register_one(id, shutdown).await {
+                return false;
             }
+            tracing::info!(node = %id, "node registered");
         }
         true
+    }
+
+    /// Registers node `id`, retrying with backoff until it succeeds. Returns false if
+    /// `shutdown` was raised first.
+    pub async fn register_one(&self, id: &str, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let reg = self.registration(id);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = tokio::select! {
+                r = self.client.register(&reg) => r,
+                () = wait::raised(shutdown) => return false,
+            };
+            let e = match result {
+                Ok(_) => return true,
+                Err(e) => e,
+            };
+            let delay = wait::backoff(attempt);
+            if attempt.is_power_of_two() {
+                tracing::warn!(node = %id, attempt, error = %e, retry_in = ?delay, "cannot register node; retrying");
+            } else {
+                tracing::debug!(node = %id, attempt, error = %e, "cannot register node; retrying");
+            }
+            if wait::sleep_or_raised(delay, shutdown).await {
+                return false;
+            }
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use crate::wait;
 /// How long the control plane may hold one long-poll.
 pub const WAIT: Duration = Duration::from_millis(25_000);
 /// Pause after an unchanged answer that came back sooner than this.
-const MIN_POLL: Duration = Duration::from_millis(500);
+pub const MIN_POLL: Duration = Duration::from_millis(500);
 
 pub struct WorkLoop {
     client: Client,

@@ -192,6 +192,7 @@ fn start_agent(
         work_dir: work_dir.path().to_path_buf(),
         listen_addr: "127.0.0.1:0".parse().expect("addr"),
         advertise_url: None,
+        ..AgentConfig::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(lattice_agent::run(config, Default::default(), async move {

@@ -121,6 +121,28 @@ mod tests {
     }
 
     #[test]
+    fn simulation_keys_in_the_agent_section_and_flags_over_them() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "agent:\n  simulate: 100\n  sim_duration_seconds: 0.5\n  sim_features: [a, b]\n  sim_groups: 4"
+        )
+        .unwrap();
+        let cfg = load(
+            Some(f.path()),
+            serde_json::json!({"agent": {"sim_poll_batch": 25, "sim_duration_seconds": 2}}),
+        )
+        .unwrap();
+        assert_eq!(cfg.agent.simulate, 100);
+        assert_eq!(cfg.agent.sim_duration_seconds, 2.0);
+        assert_eq!(cfg.agent.sim_features, vec!["a", "b"]);
+        assert_eq!((cfg.agent.sim_groups, cfg.agent.sim_poll_batch), (4, 25));
+        assert_eq!(cfg.agent.node_ids().len(), 100);
+        let none = load(None, serde_json::json!({})).unwrap();
+        assert_eq!(none.agent.simulate, 0, "off by default");
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(f, "server:\n  api_adr: 127.0.0.1:9999").unwrap();

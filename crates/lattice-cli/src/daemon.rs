@@ -67,6 +67,71 @@ pub struct AgentArgs {
     /// Directory holding each allocation's working directory and output.
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    sim: SimArgs,
+}
+
+/// Virtual nodes for scale benchmarks (`agent:` keys `simulate`, `sim_*`; see
+/// docs/configuration.md).
+#[derive(clap::Args)]
+pub struct SimArgs {
+    /// Present N virtual nodes (NAME-1..NAME-N) that register, heartbeat and poll like real
+    /// ones but run nothing: a job "runs" for --sim-duration seconds.
+    #[arg(long, value_name = "N")]
+    simulate: Option<u32>,
+    /// Simulated run time of a job in seconds, fractions allowed (default 0: ends at once);
+    /// a job overrides it with SIM_DURATION in its environment.
+    #[arg(long, value_name = "SECS")]
+    sim_duration: Option<f64>,
+    /// CPUs of each virtual node (default 64).
+    #[arg(long)]
+    sim_cpus: Option<u32>,
+    /// Memory of each virtual node in GiB (default 256).
+    #[arg(long)]
+    sim_memory_gb: Option<u64>,
+    /// GPUs of each virtual node (default 0).
+    #[arg(long)]
+    sim_gpus: Option<u32>,
+    /// GPU model of each virtual node.
+    #[arg(long)]
+    sim_gpu_model: Option<String>,
+    /// Features of every virtual node, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    sim_features: Vec<String>,
+    /// Topology groups: virtual node i gets the feature group=g{i % G}.
+    #[arg(long, value_name = "G")]
+    sim_groups: Option<u32>,
+    /// Virtual nodes per work long-poll (default 100; real agents poll one node each).
+    #[arg(long)]
+    sim_poll_batch: Option<u32>,
+}
+
+impl SimArgs {
+    /// Adds the given flags to the `agent` section of the override document.
+    fn set(&self, o: &mut Map<String, Value>) {
+        let opt = [
+            ("simulate", self.simulate.map(|v| json!(v))),
+            ("sim_duration_seconds", self.sim_duration.map(|v| json!(v))),
+            ("sim_cpus", self.sim_cpus.map(|v| json!(v))),
+            ("sim_memory_gb", self.sim_memory_gb.map(|v| json!(v))),
+            ("sim_gpus", self.sim_gpus.map(|v| json!(v))),
+            (
+                "sim_gpu_model",
+                self.sim_gpu_model.as_ref().map(|v| json!(v)),
+            ),
+            (
+                "sim_features",
+                (!self.sim_features.is_empty()).then(|| json!(self.sim_features)),
+            ),
+            ("sim_groups", self.sim_groups.map(|v| json!(v))),
+            ("sim_poll_batch", self.sim_poll_batch.map(|v| json!(v))),
+        ];
+        for (key, value) in opt {
+            if let Some(v) = value {
+                set(o, "agent", key, v);
+            }
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -80,9 +145,11 @@ pub struct DevArgs {
     /// Keep data here instead of a fresh temporary directory (removed on exit).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Number of nodes the local agent presents.
-    #[arg(long, default_value_t = 4)]
-    nodes: u32,
+    /// Number of nodes the local agent presents [default: 4].
+    #[arg(long, conflicts_with = "simulate")]
+    nodes: Option<u32>,
+    #[command(flatten)]
+    sim: SimArgs,
 }
 
 pub fn exit_code(r: anyhow::Result<()>) -> i32 {
@@ -209,6 +276,7 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     if let Some(v) = &a.work_dir {
         set(&mut o, "agent", "work_dir", json!(v));
     }
+    a.sim.set(&mut o);
     let cfg = config::load(a.config.as_deref(), Value::Object(o))?;
     lattice_agent::run(cfg.agent, cfg.telemetry, stop_signal()).await
 }
@@ -230,7 +298,10 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     set(&mut o, "server", "bootstrap", json!(true));
     // A dev cluster takes any tenant name (a real one needs them created first).
     set(&mut o, "server", "auto_create_tenants", json!(true));
-    set(&mut o, "agent", "nodes", json!(a.nodes));
+    if a.sim.simulate.is_none() {
+        set(&mut o, "agent", "nodes", json!(a.nodes.unwrap_or(4)));
+    }
+    a.sim.set(&mut o);
     set(&mut o, "agent", "work_dir", json!(data_dir.join("agent")));
     let mut cfg = config::load(a.config.as_deref(), Value::Object(o))?;
 
@@ -247,13 +318,7 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
         cfg.agent.listen_addr = "127.0.0.1:0".parse()?;
     }
     let endpoint = format!("http://{}", running.local_addr);
-    let node_ids: Vec<String> = if cfg.agent.nodes > 1 {
-        (1..=cfg.agent.nodes)
-            .map(|i| format!("{}-{i}", cfg.agent.node_id))
-            .collect()
-    } else {
-        vec![cfg.agent.node_id.clone()]
-    };
+    let node_ids = cfg.agent.node_ids();
 
     let (agent_stop_tx, agent_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent_cfg = cfg.agent.clone();
@@ -270,12 +335,22 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
         "  control plane : {endpoint}  (single member, data in {})",
         data_dir.display()
     );
-    println!(
-        "  agent         : {} node(s): {}",
-        node_ids.len(),
-        node_ids.join(", ")
-    );
-    println!("  job output    : {}", cfg.agent.work_dir.display());
+    if cfg.agent.simulate > 0 {
+        println!(
+            "  agent         : {} virtual node(s): {} .. {} (jobs run {}s, or SIM_DURATION)",
+            node_ids.len(),
+            node_ids[0],
+            node_ids[node_ids.len() - 1],
+            cfg.agent.sim_duration_seconds
+        );
+    } else {
+        println!(
+            "  agent         : {} node(s): {}",
+            node_ids.len(),
+            node_ids.join(", ")
+        );
+        println!("  job output    : {}", cfg.agent.work_dir.display());
+    }
     println!();
     println!("Try, in another terminal:");
     if endpoint != "http://127.0.0.1:8080" {

@@ -1,6 +1,7 @@
 //! `lattice`: one binary that is the control-plane server, the node agent, the embedded dev
 //! cluster and the command-line client.
 
+mod bench;
 mod client_cmds;
 mod config;
 mod daemon;
@@ -36,6 +37,8 @@ enum Cmd {
     Agent(daemon::AgentArgs),
     /// Run a one-process dev cluster: a single-member control plane plus a local agent.
     Dev(daemon::DevArgs),
+    /// Measure a running cluster: submit throughput, scheduling, end-to-end jobs/s.
+    Bench(bench::BenchArgs),
     #[command(flatten)]
     Client(client_cmds::ClientCommand),
 }
@@ -57,6 +60,7 @@ fn main() {
             Cmd::Server(args) => daemon::exit_code(daemon::server(args).await),
             Cmd::Agent(args) => daemon::exit_code(daemon::agent(args).await),
             Cmd::Dev(args) => daemon::exit_code(daemon::dev(args).await),
+            Cmd::Bench(args) => bench::run(args, &cli.endpoint).await,
             Cmd::Client(cmd) => client_cmds::run(cmd, &cli.endpoint).await,
         }
     });

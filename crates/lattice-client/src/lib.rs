@@ -316,6 +316,18 @@ impl Client {
             .await
     }
 
+    /// `GET /metrics` of the member answering (the first reachable endpoint): its metrics in
+    /// the Prometheus text format. Leader metrics are only on the leader: scrape each member
+    /// with its own one-endpoint client and add them up.
+    pub async fn metrics_text(&self) -> Result<String, ClientError> {
+        let resp = self
+            .send(Method::GET, "/metrics", None, None, Self::TIMEOUT)
+            .await?;
+        resp.text()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
     // ---- Raft membership ----
 
     /// `GET /api/v1/raft/status` of the member answering.

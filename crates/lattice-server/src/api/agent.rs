@@ -51,14 +51,16 @@ pub async fn register(
             "must be an http:// or https:// URL",
         ));
     }
-    let id = reg.id.clone();
+    // Heard from now, before the proposal: once it commits, the failure detector must not
+    // find a registered node it never heard from (it would mark it down until its first
+    // heartbeat).
+    app.heartbeats.seen(std::slice::from_ref(&reg.id));
     let out = app
         .propose(Command::RegisterNode {
             now: clock::now(),
             registration: reg,
         })
         .await?;
-    app.heartbeats.seen(std::slice::from_ref(&id));
     match out {
         CommandOutcome::Node(n) => Ok(Json(*n)),
         other => Err(ApiError::internal(format!(
