@@ -148,6 +148,11 @@ pub struct Reasons<'a> {
 /// No reason to write (the allocation starts, or keeps its reason).
 pub const NO_REASON: u32 = u32::MAX;
 
+/// At most this many reason changes go into one plan (one Raft entry). A burst of a million
+/// submissions would otherwise put a million reason strings (100+ MB) into one entry; the
+/// rest are written by the next cycles (each writes what still differs), oldest first.
+pub const MAX_REASON_CHANGES: usize = 20_000;
+
 impl<'a> Reasons<'a> {
     pub fn new(state: &'a ClusterState) -> Self {
         Reasons {
@@ -192,7 +197,9 @@ impl<'a> Reasons<'a> {
         if *why == Why::Held && had == Some(REASON_HELD) {
             return; // keep the detail the hold wrote ("held by alice")
         }
-        if had != Some(code) || had_detail != Some(detail.as_str()) {
+        if (had != Some(code) || had_detail != Some(detail.as_str()))
+            && plan.reasons.len() < MAX_REASON_CHANGES
+        {
             plan.reasons
                 .push((id, code.to_string(), Some(detail.clone())));
         }

@@ -648,3 +648,37 @@ fn the_plan_only_lists_reason_changes() {
     );
     assert!(schedule(&s, at(7)).is_empty());
 }
+
+/// A burst larger than one plan's reason budget is written over several cycles, oldest
+/// first, and then the plan is empty again.
+#[test]
+fn reason_changes_are_capped_per_plan() {
+    use crate::scheduler::reasons::MAX_REASON_CHANGES;
+    let mut s = cluster(&["n1"]);
+    occupy(&mut s, "n1");
+    let n = MAX_REASON_CHANGES + 500;
+    for _ in 0..n {
+        submit(&mut s, at(1), spec(1));
+    }
+    let first = schedule(&s, at(2));
+    assert_eq!(first.reasons.len(), MAX_REASON_CHANGES);
+    let ids: Vec<AllocId> = first.reasons.iter().map(|r| r.0).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first");
+    apply(
+        &mut s,
+        Command::ApplyPlan {
+            now: at(2),
+            plan: first,
+        },
+    );
+    let second = schedule(&s, at(3));
+    assert_eq!(second.reasons.len(), 500);
+    apply(
+        &mut s,
+        Command::ApplyPlan {
+            now: at(3),
+            plan: second,
+        },
+    );
+    assert!(schedule(&s, at(4)).reasons.is_empty());
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# million-jobs.sh - issue 10's scale goal: 10,000 virtual nodes and 1,000,000 short jobs
+# submitted as arrays, all placed (and all completed) against the clock, on one machine.
+#
+# Starts `lattice dev --simulate NODES` (one process: control plane + virtual nodes that
+# register, heartbeat and report like real agents, see docs/configuration.md), sets the
+# default vCluster's cycle interval to CYCLE_MS, submits ARRAYS arrays of SIZE jobs
+# (`true`, SIM_DURATION=DUR seconds each) from PAR concurrent clients, and watches the
+# leader's /metrics until every job was placed and completed. Prints the times, the rates and
+# the control plane's peak RSS.
+#
+# Env: NODES=10000 ARRAYS=100 SIZE=10000 DUR=0 CYCLE_MS=100 PAR=4 PORT=18481 TIMEOUT=600
+#      LATTICE=target/release/lattice
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+NODES=${NODES:-10000}
+ARRAYS=${ARRAYS:-100}
+SIZE=${SIZE:-10000}
+DUR=${DUR:-0}
+CYCLE_MS=${CYCLE_MS:-100}
+PAR=${PAR:-4}
+PORT=${PORT:-18481}
+TIMEOUT=${TIMEOUT:-600}
+LATTICE=${LATTICE:-target/release/lattice}
+URL="http://127.0.0.1:$PORT"
+TOTAL=$((ARRAYS * SIZE))
+LOG=${LOG:-/tmp/million-jobs-dev.log}
+
+[ -x "$LATTICE" ] || cargo build --release -p lattice-cli
+
+"$LATTICE" dev --simulate "$NODES" --api-addr "127.0.0.1:$PORT" >"$LOG" 2>&1 &
+DEV=$!
+trap 'kill -INT $DEV 2>/dev/null; sleep 2; kill -KILL $DEV 2>/dev/null || true' EXIT
+
+metric() {  # metric 'PROMQL-ish prefix' : sum of the matching sample lines
+    curl -fsS "$URL/metrics" 2>/dev/null | awk -v p="$1" 'index($0, p) == 1 {s += $NF} END {printf "%d\n", s}'
+}
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b - a}'; }
+
+t=$(now)
+until curl -fsS "$URL/healthz" >/dev/null 2>&1; do sleep 0.2; done
+until [ "$(metric 'lattice_nodes_total{state="ready"}')" -ge "$NODES" ]; do
+    if awk -v a="$(since "$t")" -v t="$TIMEOUT" 'BEGIN{exit !(a > t)}'; then
+        echo "nodes not ready" >&2; exit 1
+    fi
+    sleep 0.5
+done
+echo "$NODES virtual nodes ready in $(since "$t") s"
+"$LATTICE" --endpoint "$URL" vclusters set default --cycle-interval "${CYCLE_MS}ms" >/dev/null
+
+body="{\"command\":[\"true\"],\"array\":\"0-$((SIZE - 1))\",\"walltime_seconds\":600,\"env\":{\"SIM_DURATION\":\"$DUR\"}}"
+t0=$(now)
+seq "$ARRAYS" | xargs -P "$PAR" -I{} curl -fsS -o /dev/null -X POST \
+    -H 'content-type: application/json' -d "$body" "$URL/api/v1/allocations"
+submitted=$(since "$t0")
+echo "$TOTAL jobs submitted as $ARRAYS arrays of $SIZE in $submitted s"
+
+placed_at=""
+while :; do
+    placed=$(metric 'lattice_scheduling_placements_total')
+    done_=$(metric 'lattice_allocations_total{state="completed"')
+    if [ -z "$placed_at" ] && [ "$placed" -ge "$TOTAL" ]; then placed_at=$(since "$t0"); fi
+    [ "$done_" -ge "$TOTAL" ] && break
+    if awk -v a="$(since "$t0")" -v t="$TIMEOUT" 'BEGIN{exit !(a > t)}'; then
+        echo "timeout: $placed placed, $done_ completed" >&2; break
+    fi
+    sleep 0.5
+done
+completed_at=$(since "$t0")
+rss=$(awk '/VmHWM/{printf "%.0f", $2/1024}' /proc/$DEV/status)
+echo "all placed after ${placed_at:-NA} s ($(awk -v n=$TOTAL -v t="${placed_at:-0}" 'BEGIN{printf "%.0f", t > 0 ? n/t : 0}') placements/s)"
+echo "all completed after $completed_at s ($(awk -v n=$TOTAL -v t="$completed_at" 'BEGIN{printf "%.0f", n/t}') jobs/s)"
+echo "lattice dev peak RSS ${rss} MiB (control plane + $NODES virtual nodes, one process)"
