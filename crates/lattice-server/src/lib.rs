@@ -80,6 +80,7 @@ pub async fn start(
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (exit_reports, exit_report_rx) = api::report_batch::channel();
     let app = api::App {
         raft: parts.raft.clone(),
         committed: parts.committed,
@@ -94,7 +95,9 @@ pub async fn start(
             .context("HTTP client")?,
         shutting_down: Arc::new(AtomicBool::new(false)),
         stop: stop_rx.clone(),
+        exit_reports,
     };
+    tokio::spawn(api::report_batch::run(app.clone(), exit_report_rx));
     let mut loops = leader::spawn(app.clone(), stop_rx.clone());
     loops.push(metrics::watch_leader(app.raft.clone(), stop_rx.clone()));
     let router = api::router(app.clone());

@@ -62,6 +62,7 @@ async fn member(dir: &Path) -> (App, tokio::sync::watch::Sender<bool>) {
         http: reqwest::Client::new(),
         shutting_down: Arc::new(AtomicBool::new(false)),
         stop: rx,
+        exit_reports: api::report_batch::channel().0,
     };
     (app, tx)
 }

@@ -14,8 +14,9 @@ use lattice_core::{Command, CommandOutcome, Node, NodeRegistration};
 
 use super::error::ApiError;
 use super::extract::{parse_json, ApiBody, ApiJson};
+use super::report_batch;
 use super::App;
-use crate::{clock, forward, metrics};
+use crate::{clock, forward};
 
 /// A heartbeat forwarded to a leader that does not answer fails fast, so the agent retries
 /// (another member, or the new leader) well before its node could be judged down.
@@ -105,30 +106,16 @@ pub async fn heartbeat(
                 reports: hb.checkpoints,
             })
             .await?;
-        observe_checkpoints(&out);
+        report_batch::observe(&out);
     }
     if !hb.reports.is_empty() {
-        let out = app
-            .propose(Command::ReportExits {
-                now: clock::now(),
-                reports: hb.reports,
-            })
-            .await?;
-        observe_checkpoints(&out);
+        // Committed together with other agents' reports (one Raft entry per batch).
+        report_batch::submit(&app, hb.reports).await?;
     }
     Ok(Json(HeartbeatResponse {
         unknown_nodes: unknown,
     })
     .into_response())
-}
-
-/// Observes the checkpoint rounds that applied reports concluded.
-fn observe_checkpoints(out: &CommandOutcome) {
-    if let CommandOutcome::Reports { checkpoints, .. } = out {
-        for c in checkpoints {
-            metrics::checkpoint(c.outcome, c.duration_ms as f64 / 1000.0);
-        }
-    }
 }
 
 pub async fn work(

@@ -12,6 +12,7 @@ mod members;
 mod metrics;
 mod nodes;
 mod raft;
+pub mod report_batch;
 mod telemetry;
 mod tenants;
 mod vclusters;
@@ -46,6 +47,8 @@ pub struct App {
     pub shutting_down: Arc<AtomicBool>,
     /// Turns `true` when the member starts shutting down (wakes long-polls).
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// Agents' exit reports, batched into Raft entries (`report_batch.rs`).
+    pub exit_reports: report_batch::Sender,
 }
 
 impl App {
