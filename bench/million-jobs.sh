@@ -69,7 +69,9 @@ while :; do
     sleep 0.5
 done
 completed_at=$(since "$t0")
+placed=$(metric 'lattice_scheduling_placements_total')
+done_=$(metric 'lattice_allocations_total{state="completed"')
 rss=$(awk '/VmHWM/{printf "%.0f", $2/1024}' /proc/$DEV/status)
-echo "all placed after ${placed_at:-NA} s ($(awk -v n=$TOTAL -v t="${placed_at:-0}" 'BEGIN{printf "%.0f", t > 0 ? n/t : 0}') placements/s)"
-echo "all completed after $completed_at s ($(awk -v n=$TOTAL -v t="$completed_at" 'BEGIN{printf "%.0f", n/t}') jobs/s)"
+echo "placed: $placed of $TOTAL; all placed after ${placed_at:-NA} s"
+echo "completed: $done_ of $TOTAL after $completed_at s ($(awk -v n="$done_" -v t="$completed_at" 'BEGIN{printf "%.0f", n/t}') jobs/s since the first submission)"
 echo "lattice dev peak RSS ${rss} MiB (control plane + $NODES virtual nodes, one process)"
