@@ -39,6 +39,8 @@ struct Fake {
     report_beats: Vec<usize>,
     /// Nodes named by each work request.
     polls: Vec<usize>,
+    /// (nodes, known revision) of each work request: what the agent had acted on.
+    acted: Vec<(Vec<String>, u64)>,
     assignments: Vec<Assignment>,
     revision: u64,
 }
@@ -81,7 +83,11 @@ async fn heartbeat(
 }
 
 async fn work(State(s): State<Shared>, Json(req): Json<WorkRequest>) -> Json<WorkResponse> {
-    lock(&s).polls.push(req.nodes.len());
+    {
+        let mut f = lock(&s);
+        f.polls.push(req.nodes.len());
+        f.acted.push((req.nodes.clone(), req.known_revision));
+    }
     let deadline = Instant::now() + Duration::from_millis(req.wait_ms.min(300));
     while lock(&s).revision == req.known_revision && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -134,6 +140,20 @@ fn assignment(id: u64, node: &str, sim_duration: &str) -> Assignment {
         checkpoint: CheckpointSpec::default(),
         checkpoint_requests: 0,
     }
+}
+
+/// Waits until the agent polled again for `node` after acting on the answer that carried the
+/// fake's current revision (so an assignment added before is running there).
+async fn acted_on(s: &Shared, node: &str) {
+    let rev = lock(s).revision;
+    eventually(&format!("{node}'s poll to act on revision {rev}"), || {
+        lock(s)
+            .acted
+            .iter()
+            .any(|(nodes, known)| *known >= rev && nodes.iter().any(|n| n == node))
+            .then_some(())
+    })
+    .await;
 }
 
 fn add(s: &Shared, a: Assignment) -> Instant {
@@ -241,7 +261,7 @@ async fn virtual_nodes_register_heartbeat_each_and_run_simulated_jobs() {
     let mut a = assignment(3, "v-3", "30");
     a.run = 1;
     add(&fake, a);
-    tokio::time::sleep(Duration::from_millis(500)).await; // let it start; it runs 30 s
+    acted_on(&fake, "v-3").await; // started; it runs 30 s
     set_desired(&fake, 3, Desired::Stop);
     let (_, r) = eventually("the report of job 3", || report_for(&fake, 3)).await;
     assert_eq!((r.outcome, r.run), (ExitOutcome::Stopped, 1));
@@ -255,7 +275,7 @@ async fn virtual_nodes_register_heartbeat_each_and_run_simulated_jobs() {
     };
     a.run = 2;
     add(&fake, a);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    acted_on(&fake, "v-4").await;
     set_desired(&fake, 4, Desired::Preempt);
     let (_, r) = eventually("the report of job 4", || report_for(&fake, 4)).await;
     assert_eq!((r.outcome, r.run), (ExitOutcome::Preempted, 2));
@@ -313,7 +333,7 @@ async fn virtual_nodes_register_heartbeat_each_and_run_simulated_jobs() {
 
     // Shutdown stops what still runs and reports it.
     add(&fake, assignment(5, "v-5", "60"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    acted_on(&fake, "v-5").await;
     stop_tx.send(()).expect("agent alive");
     tokio::time::timeout(DEADLINE, agent)
         .await
