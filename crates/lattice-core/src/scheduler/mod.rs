@@ -154,7 +154,7 @@ fn pending_of<'a>(state: &'a ClusterState, ids: &BTreeSet<AllocId>) -> Vec<&'a A
         for (id, a) in state.allocations().range(first..=last) {
             if want.peek() == Some(&id) {
                 want.next();
-                out.push(a);
+                out.push(&**a);
             }
         }
         out

@@ -29,9 +29,7 @@ impl ClusterState {
         );
         // Nodes keep the allocation until their agents report its processes gone.
         self.touch_nodes_of(id);
-        Ok(CommandOutcome::Allocation(Box::new(
-            self.allocations[&id].clone(),
-        )))
+        Ok(CommandOutcome::Allocation(self.allocations[&id].clone()))
     }
 
     /// Applies exit reports. Stale or duplicate reports (the node no longer holds the

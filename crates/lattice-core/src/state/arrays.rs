@@ -21,7 +21,7 @@ impl ClusterState {
     /// element of array 42 with task index 7.
     pub fn resolve_ref(&self, r: JobRef) -> Option<&Allocation> {
         match r {
-            JobRef::Id(id) => self.allocations.get(&id),
+            JobRef::Id(id) => self.allocations.get(&id).map(|a| &**a),
             JobRef::Task { array, index } => self.array_task(array, index),
         }
     }

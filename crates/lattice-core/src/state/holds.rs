@@ -77,9 +77,7 @@ impl ClusterState {
             }
         }
         Ok(match target {
-            Target::Allocation(id) => {
-                CommandOutcome::Allocation(Box::new(self.allocations[&id].clone()))
-            }
+            Target::Allocation(id) => CommandOutcome::Allocation(self.allocations[&id].clone()),
             Target::Array(array) => CommandOutcome::Array {
                 array_id: array,
                 changed: ids,

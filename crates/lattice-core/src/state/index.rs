@@ -46,7 +46,7 @@ impl ClusterState {
             self.dependents.entry(d.on).or_default().insert(id);
         }
         self.totals.on_insert(&a);
-        self.allocations.insert(id, a);
+        self.allocations.insert(id, Box::new(a));
     }
 
     /// Moves an allocation to `to`, keeping the indexes in step.

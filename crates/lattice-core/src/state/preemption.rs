@@ -278,9 +278,7 @@ impl ClusterState {
         }
         a.checkpoint_requests += 1;
         self.touch_nodes_of(id);
-        Ok(CommandOutcome::Allocation(Box::new(
-            self.allocations[&id].clone(),
-        )))
+        Ok(CommandOutcome::Allocation(self.allocations[&id].clone()))
     }
 
     pub(super) fn report_checkpoints(

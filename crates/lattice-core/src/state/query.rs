@@ -51,7 +51,7 @@ impl ClusterState {
                 more = true;
                 break;
             }
-            page.push(a);
+            page.push(&**a);
         }
         (page, more)
     }

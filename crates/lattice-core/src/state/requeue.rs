@@ -81,7 +81,7 @@ impl ClusterState {
         }
         Ok(match target {
             Target::Allocation(_) => {
-                CommandOutcome::Allocation(Box::new(self.allocations[&created[0]].clone()))
+                CommandOutcome::Allocation(self.allocations[&created[0]].clone())
             }
             Target::Array(array) => CommandOutcome::Array {
                 array_id: array,

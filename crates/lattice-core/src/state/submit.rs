@@ -109,9 +109,7 @@ impl ClusterState {
                 );
             }
         }
-        Ok(CommandOutcome::Allocation(Box::new(
-            self.allocations[&first].clone(),
-        )))
+        Ok(CommandOutcome::Allocation(self.allocations[&first].clone()))
     }
 
     /// How users name a dependency target.

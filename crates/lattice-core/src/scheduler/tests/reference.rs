@@ -139,6 +139,7 @@ fn reference(s: &ClusterState, now: Timestamp) -> Plan {
     let pending: Vec<&Allocation> = s
         .allocations()
         .values()
+        .map(|a| &**a)
         .filter(|a| a.state == AllocState::Pending)
         .collect();
     let fs = FairShare::new(s, vc, now, &pending);

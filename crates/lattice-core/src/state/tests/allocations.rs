@@ -36,7 +36,7 @@ fn cancel_pending_allocation() {
         panic!("unexpected outcome {out:?}");
     };
     assert_eq!(a.state, AllocState::Cancelled);
-    assert_eq!(*a, s.allocations()[&id]);
+    assert_eq!(*a, *s.allocations()[&id]);
     assert_eq!(a.reason.as_deref(), Some("cancelled"));
     assert_eq!(a.reason_detail.as_deref(), Some("cancelled by alice"));
     assert_eq!(a.finished_at, Some(at(5)));
