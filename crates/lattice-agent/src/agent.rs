@@ -58,17 +58,7 @@ pub async fn run(
     let host = tokio::task::spawn_blocking(discovery::discover).await?;
     let client = Client::new(&config.servers)?;
 
-    let listener = TcpListener::bind(config.listen_addr)
-        .await
-        .map_err(|source| AgentError::Bind {
-            addr: config.listen_addr,
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| AgentError::Bind {
-        addr: config.listen_addr,
-        source,
-    })?;
-    let url = advertise_url(config.advertise_url.as_deref(), bound, &host.hostname);
+    let (listener, bound, url) = listen(&config, &host.hostname).await?;
     tracing::info!(
         agent_url = %url,
         listen = %bound,
@@ -183,4 +173,22 @@ pub async fn run(
     }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Binds the agent's HTTP listener and returns it with its bound address and the URL the
+/// control plane should use to reach it (real and simulated agents alike).
+pub(crate) async fn listen(
+    config: &AgentConfig,
+    hostname: &str,
+) -> Result<(TcpListener, std::net::SocketAddr, String), AgentError> {
+    let bind_error = |source| AgentError::Bind {
+        addr: config.listen_addr,
+        source,
+    };
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    let url = advertise_url(config.advertise_url.as_deref(), bound, hostname);
+    Ok((listener, bound, url))
 }

@@ -63,14 +63,13 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use lattice_client::Client;
 use lattice_core::agent::HeartbeatRequest;
-use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use self::engine::Engine;
 use self::node::NodeSpec;
-use crate::config::{advertise_url, AgentConfig};
+use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::metrics::SimMetrics;
 use crate::register::Registrar;
@@ -219,21 +218,7 @@ pub async fn run(
         tracing::warn!("virtual nodes push no telemetry: the telemetry section is ignored");
     }
     let client = Client::new(&config.servers)?;
-    let listener = TcpListener::bind(config.listen_addr)
-        .await
-        .map_err(|source| AgentError::Bind {
-            addr: config.listen_addr,
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| AgentError::Bind {
-        addr: config.listen_addr,
-        source,
-    })?;
-    let url = advertise_url(
-        config.advertise_url.as_deref(),
-        bound,
-        &discovery::hostname(),
-    );
+    let (listener, bound, url) = crate::agent::listen(&config, &discovery::hostname()).await?;
     let interval = Duration::from_secs(config.heartbeat_interval_seconds);
     let batch = usize::try_from(config.sim_poll_batch).unwrap_or(usize::MAX);
     tracing::info!(
