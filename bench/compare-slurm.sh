@@ -16,6 +16,8 @@
 # Env: N=2000 NODES=100 REPS=3 CYCLE_MS=10 SLURM_MODE=tuned ARRAYS=1 PORT=18480
 #      LATTICE=target/release/lattice SLURM_SCRIPT=../shared/bench/slurm-baseline.sh
 set -euo pipefail
+# `lattice dev` bootstraps its access control with this admin secret; curl and the CLI send it.
+export LATTICE_TOKEN="${LATTICE_TOKEN:-lat_bench_$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')}"
 
 cd "$(dirname "$0")/.."
 N=${N:-2000}
@@ -71,7 +73,7 @@ lattice_run() {
         sleep 0.1
     done
     for _ in $(seq 300); do
-        ready=$(curl -fsS "$url/api/v1/nodes" 2>/dev/null | grep -o '"state":"ready"' | wc -l || true)
+        ready=$(curl -fsS -H "authorization: Bearer $LATTICE_TOKEN" "$url/api/v1/nodes" 2>/dev/null | grep -o '"state":"ready"' | wc -l || true)
         [ "${ready:-0}" -ge "$NODES" ] && break
         sleep 0.1
     done

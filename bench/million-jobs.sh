@@ -12,6 +12,8 @@
 # Env: NODES=10000 ARRAYS=100 SIZE=10000 DUR=0 CYCLE_MS=100 PAR=4 PORT=18481 TIMEOUT=600
 #      LATTICE=target/release/lattice
 set -euo pipefail
+# `lattice dev` bootstraps its access control with this admin secret; curl and the CLI send it.
+export LATTICE_TOKEN="${LATTICE_TOKEN:-lat_bench_$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')}"
 
 cd "$(dirname "$0")/.."
 NODES=${NODES:-10000}
@@ -53,7 +55,7 @@ echo "$NODES virtual nodes ready in $(since "$t") s"
 body="{\"command\":[\"true\"],\"array\":\"0-$((SIZE - 1))\",\"walltime_seconds\":600,\"env\":{\"SIM_DURATION\":\"$DUR\"}}"
 t0=$(now)
 seq "$ARRAYS" | xargs -P "$PAR" -I{} curl -fsS -o /dev/null -X POST \
-    -H 'content-type: application/json' -d "$body" "$URL/api/v1/allocations"
+    -H 'content-type: application/json' -H "authorization: Bearer $LATTICE_TOKEN" -d "$body" "$URL/api/v1/allocations"
 submitted=$(since "$t0")
 echo "$TOTAL jobs submitted as $ARRAYS arrays of $SIZE in $submitted s"
 

@@ -6,6 +6,8 @@
 #
 #   bench/telemetry-agent-cpu.sh [SECONDS=60] [INTERVAL=1]    (LATTICE_BIN=target/debug/lattice)
 set -euo pipefail
+# `lattice dev` bootstraps its access control with this admin secret; curl and the CLI send it.
+export LATTICE_TOKEN="${LATTICE_TOKEN:-lat_bench_$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')}"
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
 INTERVAL=${2:-1}
@@ -41,7 +43,7 @@ run() { # $1: label; telemetry env already exported or not
         ep=$(grep -o 'control plane : http://[0-9.:]*' "$dir/out.log" | awk '{print $4}' || true)
     done
     until curl -sf "$ep/healthz" >/dev/null; do sleep 0.2; done
-    curl -sf -XPOST -H 'content-type: application/json' -d '{"command":["sleep","3600"]}' \
+    curl -sf -XPOST -H 'content-type: application/json' -H "authorization: Bearer $LATTICE_TOKEN" -d '{"command":["sleep","3600"]}' \
         "$ep/api/v1/allocations" >/dev/null
     sleep 3
     local t0 t1

@@ -9,7 +9,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lattice_client::Client;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -56,7 +55,7 @@ pub async fn run(
         })?;
     process::become_subreaper();
     let host = tokio::task::spawn_blocking(discovery::discover).await?;
-    let client = Client::new(&config.servers)?;
+    let client = config.client()?;
 
     let (listener, bound, url) = listen(&config, &host.hostname).await?;
     tracing::info!(
@@ -76,6 +75,7 @@ pub async fn run(
         work_dir: work_dir.clone(),
         nodes: Arc::new(nodes.clone()),
         metrics: metrics.clone(),
+        node_key: config.api_token()?.as_deref().map(http::node_key),
     });
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(async move {

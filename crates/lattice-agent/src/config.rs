@@ -5,6 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use lattice_client::Client;
 use lattice_core::NodeId;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,14 @@ pub const MAX_SIM_DURATION_SECONDS: f64 = 366.0 * 24.0 * 3600.0;
 pub struct AgentConfig {
     /// Control-plane URLs, e.g. `http://10.0.0.1:8080`.
     pub servers: Vec<String>,
+    /// PEM CA bundle trusted, instead of the built-in web roots, for https:// `servers`
+    /// (docs/tls.md).
+    pub tls_ca_file: Option<PathBuf>,
+    /// File holding this agent's API token (an `agent` token for its nodes; mode 0600).
+    pub token_file: Option<PathBuf>,
+    /// The token itself (prefer `token_file`; `LATTICE_AGENT__TOKEN` sets it from the
+    /// environment). `lattice dev` fills it in.
+    pub token: Option<String>,
     /// Base node name; defaults to the hostname.
     pub node_id: String,
     /// How many nodes this agent presents. With more than one, node IDs are
@@ -65,6 +74,9 @@ impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
             servers: vec!["http://127.0.0.1:8080".into()],
+            tls_ca_file: None,
+            token_file: None,
+            token: None,
             node_id: discovery::hostname(),
             nodes: 1,
             features: Vec::new(),
@@ -105,6 +117,52 @@ impl AgentConfig {
         } else {
             (1..=n).map(|i| format!("{}-{i}", self.node_id)).collect()
         }
+    }
+
+    /// The client to the control plane: `servers`, trusting `tls_ca_file` when given.
+    pub fn client(&self) -> Result<Client, AgentError> {
+        let client = Client::new(&self.servers)?.with_token(self.api_token()?);
+        let Some(path) = &self.tls_ca_file else {
+            return Ok(client);
+        };
+        let pem = std::fs::read(path).map_err(|e| {
+            AgentError::Config(format!("tls_ca_file: cannot read {}: {e}", path.display()))
+        })?;
+        client
+            .with_ca_pem(&pem)
+            .map_err(|e| AgentError::Config(format!("tls_ca_file: {}: {e}", path.display())))
+    }
+
+    /// The API token: `token`, else the contents of `token_file` (refused when others may
+    /// read it).
+    pub fn api_token(&self) -> Result<Option<String>, AgentError> {
+        if let Some(t) = self
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(Some(t.to_string()));
+        }
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        use std::os::unix::fs::PermissionsExt;
+        let bad = |m: String| AgentError::Config(format!("token_file {}: {m}", path.display()));
+        let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(bad(format!(
+                "mode {mode:04o} lets others read it; run `chmod 600 {}`",
+                path.display()
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let t = text.trim();
+        if t.is_empty() {
+            return Err(bad("is empty".into()));
+        }
+        Ok(Some(t.to_string()))
     }
 
     /// Rejects settings the agent cannot work with.
@@ -277,6 +335,31 @@ mod tests {
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_client_trusts_a_readable_ca_file_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = AgentConfig {
+            tls_ca_file: Some(dir.path().join("missing.pem")),
+            ..AgentConfig::default()
+        };
+        let e = missing.client().expect_err("unreadable").to_string();
+        assert!(
+            e.contains("tls_ca_file") && e.contains("missing.pem"),
+            "{e}"
+        );
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").expect("write");
+        let e = AgentConfig {
+            tls_ca_file: Some(junk),
+            ..AgentConfig::default()
+        }
+        .client()
+        .expect_err("no certificate")
+        .to_string();
+        assert!(e.contains("tls_ca_file"), "{e}");
+        assert!(AgentConfig::default().client().is_ok());
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub enum HttpError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("cannot read the log: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -41,6 +43,7 @@ impl IntoResponse for HttpError {
         let status = match &self {
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
+            HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             HttpError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (
@@ -57,6 +60,22 @@ pub struct HttpState {
     /// Presented nodes, in order; the only values `node=` accepts.
     pub nodes: Arc<Vec<NodeId>>,
     pub metrics: Arc<AgentMetrics>,
+    /// SHA-256 (hex) of this agent's API token: the control plane sends it as
+    /// [`NODE_KEY_HEADER`] to read logs. `None` when the agent runs without a token.
+    pub node_key: Option<String>,
+}
+
+/// Header with which the control plane proves it knows this agent's token.
+pub const NODE_KEY_HEADER: &str = "x-lattice-node-key";
+
+/// The [`NODE_KEY_HEADER`] value for an API token: its SHA-256, hex (what the control plane
+/// stores for it).
+pub fn node_key(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -91,9 +110,28 @@ struct LogsQuery {
 
 async fn logs(
     State(state): State<HttpState>,
+    headers: axum::http::HeaderMap,
     id: Result<Path<AllocId>, PathRejection>,
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Response, HttpError> {
+    if let Some(want) = &state.node_key {
+        let given = headers
+            .get(NODE_KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let same = given.len() == want.len()
+            && given
+                .bytes()
+                .zip(want.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return Err(HttpError::Unauthorized(
+                "logs are served to the control plane only (missing or wrong x-lattice-node-key)"
+                    .into(),
+            ));
+        }
+    }
     let Path(id) = id.map_err(|e| HttpError::BadRequest(format!("bad allocation id: {e}")))?;
     let Query(q) = query.map_err(|e| HttpError::BadRequest(e.body_text()))?;
     let file = match q.stream.as_deref().unwrap_or(STDOUT_FILE) {
@@ -178,6 +216,7 @@ mod tests {
             work_dir: dir.path().to_path_buf(),
             nodes: Arc::new(vec!["n1".into(), "n2".into()]),
             metrics: Arc::new(AgentMetrics::default()),
+            node_key: None,
         };
         (dir, router(state))
     }
@@ -193,6 +232,35 @@ mod tests {
             .await
             .expect("body");
         (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn logs_need_the_node_key_when_the_agent_has_a_token() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rank = dir.path().join("n1").join("5");
+        std::fs::create_dir_all(&rank).expect("mkdir");
+        std::fs::write(rank.join("stdout"), "secret output\n").expect("write");
+        let app = router(HttpState {
+            work_dir: dir.path().to_path_buf(),
+            nodes: Arc::new(vec!["n1".into()]),
+            metrics: Arc::new(AgentMetrics::default()),
+            node_key: Some(node_key("lat_agent_token")),
+        });
+        let (status, body) = get(&app, "/allocations/5/logs?node=n1").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(!body.contains("secret output"));
+        let req = Request::get("/allocations/5/logs?node=n1")
+            .header(NODE_KEY_HEADER, node_key("lat_agent_token"))
+            .body(Body::empty())
+            .expect("request");
+        let resp = app.clone().oneshot(req).await.expect("call");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let wrong = Request::get("/allocations/5/logs?node=n1")
+            .header(NODE_KEY_HEADER, node_key("another"))
+            .body(Body::empty())
+            .expect("request");
+        let resp = app.clone().oneshot(wrong).await.expect("call");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     }
 
     #[tokio::test]

@@ -28,6 +28,7 @@ impl Registrar {
             gpus: host.gpus.clone(),
             features: features.clone(),
             agent_url: agent_url.clone(),
+            agent_token: None,
         })
     }
 

@@ -148,6 +148,9 @@ pub struct DevArgs {
     /// Number of nodes the local agent presents [default: 4].
     #[arg(long, conflicts_with = "simulate")]
     nodes: Option<u32>,
+    /// Run with access control off: every request acts as an admin (no tokens).
+    #[arg(long)]
+    insecure: bool,
     #[command(flatten)]
     sim: SimArgs,
 }
@@ -281,6 +284,77 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     lattice_agent::run(cfg.agent, cfg.telemetry, stop_signal()).await
 }
 
+/// Where `lattice dev` keeps its tokens, in its data directory (mode 0600).
+const ADMIN_TOKEN_FILE: &str = "admin-token";
+const AGENT_TOKEN_FILE: &str = "agent-token";
+
+/// The dev cluster's admin and agent tokens: created (bootstrap, then an agent token for its
+/// nodes) on the first start, read back from the data directory on a restart.
+async fn dev_tokens(
+    agent: &lattice_agent::AgentConfig,
+    data_dir: &std::path::Path,
+    node_ids: &[String],
+) -> anyhow::Result<(String, String)> {
+    let (admin_path, agent_path) = (
+        data_dir.join(ADMIN_TOKEN_FILE),
+        data_dir.join(AGENT_TOKEN_FILE),
+    );
+    if let (Ok(admin), Ok(agent)) = (
+        std::fs::read_to_string(&admin_path),
+        std::fs::read_to_string(&agent_path),
+    ) {
+        return Ok((admin.trim().to_string(), agent.trim().to_string()));
+    }
+    let client = agent.client()?;
+    // A developer's exported LATTICE_TOKEN becomes the admin token, so it keeps working
+    // across dev clusters.
+    let chosen = std::env::var("LATTICE_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| t.len() >= 16);
+    let boot = client
+        .acl_bootstrap(chosen.as_deref())
+        .await
+        .context("bootstrapping the dev cluster's ACLs (a data dir from an older run without its admin-token file cannot be reused)")?;
+    let admin = boot["secret"].as_str().unwrap_or_default().to_string();
+    let common = node_ids.iter().skip(1).fold(node_ids[0].as_str(), |p, n| {
+        let len = p.bytes().zip(n.bytes()).take_while(|(a, b)| a == b).count();
+        &p[..len]
+    });
+    let nodes = if common.is_empty() {
+        node_ids.to_vec()
+    } else {
+        vec![format!("{common}*")]
+    };
+    let created = client
+        .with_token(Some(admin.clone()))
+        .create_token(&lattice_client::TokenRequest {
+            subject: "dev-agent".into(),
+            role: "agent".into(),
+            nodes,
+            description: "lattice dev's agent".into(),
+            ..Default::default()
+        })
+        .await
+        .context("creating the dev agent's token")?;
+    let agent_token = created["secret"].as_str().unwrap_or_default().to_string();
+    for (path, secret) in [(&admin_path, &admin), (&agent_path, &agent_token)] {
+        write_private(path, secret).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok((admin, agent_token))
+}
+
+fn write_private(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(f, "{secret}")
+}
+
 pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     init_logging();
     let temp = match &a.data_dir {
@@ -298,6 +372,12 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     set(&mut o, "server", "bootstrap", json!(true));
     // A dev cluster takes any tenant name (a real one needs them created first).
     set(&mut o, "server", "auto_create_tenants", json!(true));
+    if a.insecure {
+        o.entry("server")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|m| m.insert("auth".into(), json!({ "enabled": false })));
+    }
     if a.sim.simulate.is_none() {
         set(&mut o, "agent", "nodes", json!(a.nodes.unwrap_or(4)));
     }
@@ -312,13 +392,20 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
     .await?;
     // The dev agent always talks to its own control plane. Without a config file it is named
     // `dev` and serves logs on an ephemeral loopback port.
-    cfg.agent.servers = vec![format!("http://{}", running.local_addr)];
+    let endpoint = format!("{}://{}", cfg.server.scheme(), running.local_addr);
+    cfg.agent.servers = vec![endpoint.clone()];
     if a.config.is_none() {
         cfg.agent.node_id = "dev".into();
         cfg.agent.listen_addr = "127.0.0.1:0".parse()?;
     }
-    let endpoint = format!("http://{}", running.local_addr);
     let node_ids = cfg.agent.node_ids();
+    let admin_token = if cfg.server.auth.enabled {
+        let (admin, agent) = dev_tokens(&cfg.agent, &data_dir, &node_ids).await?;
+        cfg.agent.token = Some(agent);
+        Some(admin)
+    } else {
+        None
+    };
 
     let (agent_stop_tx, agent_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent_cfg = cfg.agent.clone();
@@ -352,9 +439,23 @@ pub async fn dev(a: DevArgs) -> anyhow::Result<()> {
         println!("  job output    : {}", cfg.agent.work_dir.display());
     }
     println!();
+    match &admin_token {
+        Some(_) => println!(
+            "  access        : tokens required; admin token in {}",
+            data_dir.join(ADMIN_TOKEN_FILE).display()
+        ),
+        None => {
+            println!("  !!! ACCESS CONTROL IS OFF (--insecure): anyone who can reach {endpoint}");
+            println!("  !!! can submit, cancel and read anything, as any user.");
+        }
+    }
+    println!();
     println!("Try, in another terminal:");
     if endpoint != "http://127.0.0.1:8080" {
         println!("  export LATTICE_ENDPOINT={endpoint}");
+    }
+    if let Some(t) = &admin_token {
+        println!("  export LATTICE_TOKEN={t}");
     }
     println!("  lattice submit -- echo hello");
     println!("  lattice status --all");

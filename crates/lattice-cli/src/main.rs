@@ -2,9 +2,11 @@
 //! cluster and the command-line client.
 
 mod bench;
+mod ca_file;
 mod client_cmds;
 mod config;
 mod daemon;
+mod tls_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +25,9 @@ struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     endpoint: String,
+    /// PEM CA bundle to trust for https:// endpoints, instead of the built-in web roots.
+    #[arg(long, global = true, env = "LATTICE_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -39,12 +44,17 @@ enum Cmd {
     Dev(daemon::DevArgs),
     /// Measure a running cluster: submit throughput, scheduling, end-to-end jobs/s.
     Bench(bench::BenchArgs),
+    /// TLS helpers: `tls init` writes a test CA and a server certificate.
+    Tls(tls_cmd::TlsArgs),
     #[command(flatten)]
     Client(client_cmds::ClientCommand),
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(path) = cli.ca_file.clone() {
+        ca_file::set(path);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,6 +71,7 @@ fn main() {
             Cmd::Agent(args) => daemon::exit_code(daemon::agent(args).await),
             Cmd::Dev(args) => daemon::exit_code(daemon::dev(args).await),
             Cmd::Bench(args) => bench::run(args, &cli.endpoint).await,
+            Cmd::Tls(args) => tls_cmd::run(args),
             Cmd::Client(cmd) => client_cmds::run(cmd, &cli.endpoint).await,
         }
     });

@@ -52,6 +52,11 @@ fn status(url: &str) -> Option<Value> {
         .timeout(Duration::from_secs(2))
         .send()
         .ok()?;
+    if r.status().as_u16() == 401 {
+        // A cluster that has just formed has no tokens yet.
+        ensure_bootstrapped(url);
+        return None;
+    }
     r.json().ok()
 }
 
@@ -138,7 +143,11 @@ fn start_load(urls: Vec<String>, clients: usize) -> Load {
         .map(|c| {
             let (stop, acked, urls) = (stop.clone(), acked.clone(), urls.clone());
             std::thread::spawn(move || {
+                let mut headers = reqwest::header::HeaderMap::new();
+                let bearer = format!("Bearer {}", &*common::ADMIN);
+                headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().unwrap());
                 let http = reqwest::blocking::Client::builder()
+                    .default_headers(headers)
                     .timeout(Duration::from_secs(10))
                     .build()
                     .unwrap();

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::tls::TlsFailure;
+
 /// The JSON body of every non-2xx answer: `{"error": "...", "detail": ...}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -22,6 +24,12 @@ pub enum ClientError {
     /// No answer (connection refused, timeout, ...).
     #[error("cannot reach the server: {0}")]
     Transport(String),
+    /// The TLS handshake with `endpoint` failed: nothing was sent.
+    #[error("TLS: {reason} ({endpoint})")]
+    Tls {
+        endpoint: String,
+        reason: TlsFailure,
+    },
     /// An answer that is not what the API promises.
     #[error("unexpected answer from the server: {0}")]
     Decode(String),
@@ -30,6 +38,18 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// A request to `base` that got no answer: [`ClientError::Tls`] when the TLS handshake
+    /// failed, else [`ClientError::Transport`].
+    pub(crate) fn transport(base: &str, e: &reqwest::Error) -> Self {
+        match TlsFailure::of(e) {
+            Some(reason) => ClientError::Tls {
+                endpoint: base.to_string(),
+                reason,
+            },
+            None => ClientError::Transport(format!("{base}: {e}")),
+        }
+    }
+
     pub(crate) async fn from_response(resp: reqwest::Response) -> Self {
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();

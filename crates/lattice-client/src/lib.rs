@@ -5,9 +5,11 @@
 //! leader yet) or cannot reach an endpoint is retried on the next one until `retry_for` runs
 //! out; when no endpoint of a whole round can be reached it fails at once.
 
+mod acl;
 mod error;
 mod policy;
 pub mod telemetry;
+mod tls;
 
 use std::time::{Duration, Instant};
 
@@ -18,8 +20,10 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use acl::TokenRequest;
 pub use error::{ClientError, ErrorBody};
 pub use policy::{ArrayChange, TenantList, VClusterInfo, VClusterList};
+pub use tls::TlsFailure;
 
 /// One page of `GET /api/v1/allocations`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -59,6 +63,8 @@ pub struct Client {
     endpoints: Vec<String>,
     http: reqwest::Client,
     retry_for: Duration,
+    /// Bearer token sent with every request.
+    token: Option<String>,
 }
 
 impl Client {
@@ -80,16 +86,22 @@ impl Client {
                 )));
             }
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .pool_idle_timeout(Duration::from_secs(60))
+        // `with_ca_pem` rebuilds it with the same settings.
+        let http = tls::builder()
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(Client {
             endpoints,
             http,
             retry_for: Duration::from_secs(10),
+            token: None,
         })
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
     }
 
     /// How long to keep retrying unreachable endpoints and 503 answers (default 10 s).
@@ -127,6 +139,9 @@ impl Client {
                 .http
                 .request(method.clone(), format!("{base}{path}"))
                 .timeout(timeout);
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
             if let Some(q) = query {
                 req = q.apply(req);
             }
@@ -147,10 +162,10 @@ impl Client {
                 Err(e) if e.is_connect() || (e.is_timeout() && idempotent) => {
                     unreachable_in_round += 1;
                     if unreachable_in_round == n || Instant::now() >= deadline {
-                        return Err(ClientError::Transport(format!("{base}: {e}")));
+                        return Err(ClientError::transport(base, &e));
                     }
                 }
-                Err(e) => return Err(ClientError::Transport(format!("{base}: {e}"))),
+                Err(e) => return Err(ClientError::transport(base, &e)),
             }
             if attempt.is_multiple_of(n) {
                 unreachable_in_round = 0;

@@ -105,6 +105,7 @@ fn build(nodes: usize, pending: usize, busy_fraction: f64, preemptible: bool) ->
                     gpus: GpuInfo::default(),
                     features,
                     agent_url: String::new(),
+                    agent_token: None,
                 },
             },
         );

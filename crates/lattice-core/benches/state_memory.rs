@@ -72,6 +72,7 @@ fn build(nodes: usize, history: usize) -> ClusterState {
                     gpus: GpuInfo::default(),
                     features: vec![format!("group=g{}", i / 32)],
                     agent_url: String::new(),
+                    agent_token: None,
                 },
             },
         );

@@ -185,6 +185,8 @@ pub struct Allocation {
     pub checkpoint_rounds: Vec<CheckpointRound>,
     /// Node-milliseconds of its earlier runs, ended by preemption.
     pub preempted_node_ms: u64,
+    /// The authenticated caller who submitted it on `user`'s behalf (an admin), if not `user`.
+    pub submitted_by: Option<String>,
 }
 
 impl Allocation {
@@ -229,6 +231,7 @@ impl Allocation {
             checkpoint_requests: 0,
             checkpoint_rounds: Vec::new(),
             preempted_node_ms: 0,
+            submitted_by: None,
         }
     }
 

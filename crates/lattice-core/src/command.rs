@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::acl::Token;
 use crate::agent::ExitReport;
 use crate::allocation::{AllocId, Allocation, AllocationSpec};
 use crate::checkpoint::{CheckpointRecord, CheckpointReport};
@@ -107,6 +108,16 @@ pub enum Command {
         now: Timestamp,
         reports: Vec<CheckpointReport>,
     },
+    /// The first admin token; refused once the cluster is bootstrapped.
+    BootstrapAcl { now: Timestamp, token: Token },
+    /// An admin creates a token (the record carries the hash, never the secret).
+    CreateToken { now: Timestamp, token: Token },
+    /// An admin revokes a token by ID.
+    RevokeToken {
+        now: Timestamp,
+        id: String,
+        by: String,
+    },
 }
 
 /// What a hold, release or requeue acts on.
@@ -136,6 +147,9 @@ impl Command {
             Command::PutVCluster { .. } => "put_vcluster",
             Command::RequestCheckpoint { .. } => "request_checkpoint",
             Command::ReportCheckpoints { .. } => "report_checkpoints",
+            Command::BootstrapAcl { .. } => "bootstrap_acl",
+            Command::CreateToken { .. } => "create_token",
+            Command::RevokeToken { .. } => "revoke_token",
         }
     }
 }
@@ -176,6 +190,7 @@ pub enum CommandOutcome {
         array_id: AllocId,
         changed: Vec<AllocId>,
     },
+    Token(Box<Token>),
 }
 
 /// The response of applying one command: an outcome or a business rejection.

@@ -6,6 +6,7 @@
 //! That keeps `apply` deterministic (same log, same state on every member) and lets the
 //! scheduler be tested as a pure function `(snapshot, now) -> Plan`.
 
+pub mod acl;
 pub mod agent;
 pub mod allocation;
 pub mod array;

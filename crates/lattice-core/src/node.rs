@@ -70,6 +70,11 @@ pub struct NodeRegistration {
     pub features: Vec<String>,
     /// Base URL of the agent's own HTTP server (logs are fetched from it).
     pub agent_url: String,
+    /// The ID of the API token the agent registered with: set by the server from the
+    /// authenticated caller (whatever the body says). The server proves itself to the agent's
+    /// log endpoint with that token's hash.
+    #[serde(default)]
+    pub agent_token: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +87,8 @@ pub struct Node {
     pub gpus: GpuInfo,
     pub features: Vec<String>,
     pub agent_url: String,
+    /// The API token the agent registered with (see [`NodeRegistration::agent_token`]).
+    pub agent_token: Option<String>,
     pub registered_at: Timestamp,
     /// Last heartbeat the serving member has seen. Heartbeats do not go through Raft; the
     /// replicated value is the last registration or liveness change, and the API overlays the
@@ -109,6 +116,7 @@ impl Node {
             gpus: reg.gpus,
             features: reg.features,
             agent_url: reg.agent_url,
+            agent_token: reg.agent_token,
             registered_at: now,
             last_heartbeat: Some(now),
             drain: false,

@@ -89,6 +89,8 @@ pub struct SubmitOptions {
     /// Create the tenant with default settings when it does not exist (the server's
     /// `auto_create_tenants`); otherwise an unknown tenant is refused.
     pub create_tenant: bool,
+    /// Who submitted it when that is not `spec.user`: an admin submitting on a user's behalf.
+    pub submitted_by: Option<String>,
 }
 
 /// Names of tenants, vClusters and users: 1-63 chars of `[A-Za-z0-9_.-]`, starting alphanumeric.
@@ -149,6 +151,7 @@ impl SubmitRequest {
             depends_on,
             hold: self.hold.take().unwrap_or(false),
             create_tenant: false,
+            submitted_by: None,
         };
         Ok((self.spec(default_user)?, options))
     }

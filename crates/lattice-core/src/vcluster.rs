@@ -306,6 +306,7 @@ mod tests {
                 gpus: Default::default(),
                 features: features.iter().map(|f| f.to_string()).collect(),
                 agent_url: String::new(),
+                agent_token: None,
             },
             Timestamp(0),
             0,

@@ -52,11 +52,50 @@ pub struct ServerConfig {
     /// Submissions naming a tenant that does not exist create it (with share 1, no quotas);
     /// otherwise they are refused (400 naming the tenant). `lattice dev` turns this on.
     pub auto_create_tenants: bool,
+    /// Token authentication and abuse limits (docs/security.md).
+    pub auth: AuthConfig,
+    /// PEM certificate chain (leaf first) to serve HTTPS on `api_addr`, with `tls_key_file`;
+    /// neither: plain HTTP. See docs/tls.md.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA bundle this member trusts, instead of the built-in web roots, when it calls
+    /// other members over https:// (Raft RPCs, forwarding, join).
+    pub tls_ca_file: Option<PathBuf>,
     /// Where `GET /api/v1/allocations/{id}/metrics` and `/api/v1/telemetry/nodes` query
     /// telemetry. Not a `server:` key: the binary fills it from the top-level `telemetry:`
     /// section (docs/telemetry.md); `None` when telemetry is not configured.
     #[serde(skip)]
     pub tsdb: Option<TsdbQuery>,
+}
+
+/// `server.auth`: who may call the API (docs/security.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Require a bearer token on every route but the open ones. `false` trusts every request
+    /// (each acts as an admin): only for `lattice dev --insecure` and isolated test setups.
+    pub enabled: bool,
+    /// `GET /metrics` answers without a token (for Prometheus scrapers).
+    pub open_metrics: bool,
+    /// `GET /healthz` answers without a token (for load balancers and probes).
+    pub open_healthz: bool,
+    /// Submissions per second allowed per non-admin token (0: no limit).
+    pub submit_rate_per_second: f64,
+    /// Submissions a token may make at once before the rate applies.
+    pub submit_burst: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: true,
+            open_metrics: true,
+            open_healthz: true,
+            submit_rate_per_second: 50.0,
+            submit_burst: 500,
+        }
+    }
 }
 
 /// How this member reaches the Prometheus query API of the telemetry TSDB.
@@ -94,6 +133,10 @@ impl Default for ServerConfig {
             write_timeout_seconds: 10,
             default_user: "anonymous".into(),
             auto_create_tenants: false,
+            auth: AuthConfig::default(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_file: None,
             tsdb: None,
         }
     }
@@ -144,10 +187,46 @@ impl ServerConfig {
         if self.write_timeout_seconds == 0 {
             return Err("server.write_timeout_seconds must be at least 1".into());
         }
+        if !(self.auth.submit_rate_per_second.is_finite()
+            && self.auth.submit_rate_per_second >= 0.0)
+        {
+            return Err("server.auth.submit_rate_per_second must be a number >= 0".into());
+        }
         if self.max_page_size == 0 {
             return Err("server.max_page_size must be at least 1".into());
         }
+        self.validate_tls()
+    }
+
+    /// Both or neither of the certificate and key; every TLS file given can be read (its
+    /// content is checked when the member starts, see `crate::tls`).
+    fn validate_tls(&self) -> Result<(), String> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => return Err("server.tls_cert_file needs server.tls_key_file".into()),
+            (None, Some(_)) => return Err("server.tls_key_file needs server.tls_cert_file".into()),
+            _ => {}
+        }
+        let files = [
+            ("server.tls_cert_file", &self.tls_cert_file),
+            ("server.tls_key_file", &self.tls_key_file),
+            ("server.tls_ca_file", &self.tls_ca_file),
+        ];
+        for (key, file) in files {
+            if let Some(path) = file {
+                std::fs::File::open(path)
+                    .map_err(|e| format!("{key}: cannot read {}: {e}", path.display()))?;
+            }
+        }
         Ok(())
+    }
+
+    /// `https` when this member serves TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_cert_file.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The URL this member advertises, given the address it actually bound.
@@ -157,9 +236,9 @@ impl ServerConfig {
         }
         if bound.ip().is_unspecified() {
             let host = nix_hostname().unwrap_or_else(|| "127.0.0.1".into());
-            format!("http://{host}:{}", bound.port())
+            format!("{}://{host}:{}", self.scheme(), bound.port())
         } else {
-            format!("http://{bound}")
+            format!("{}://{bound}", self.scheme())
         }
     }
 }
@@ -182,4 +261,56 @@ fn member_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<u64, St
             ))),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_needs_both_files_and_names_an_unreadable_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("server.pem");
+        std::fs::write(&file, "x").expect("write");
+        let missing = dir.path().join("missing.pem");
+        let with = |cert: Option<&PathBuf>, key: Option<&PathBuf>, ca: Option<&PathBuf>| {
+            ServerConfig {
+                tls_cert_file: cert.cloned(),
+                tls_key_file: key.cloned(),
+                tls_ca_file: ca.cloned(),
+                ..ServerConfig::default()
+            }
+            .validate()
+        };
+        assert_eq!(with(None, None, None), Ok(()));
+        assert_eq!(with(Some(&file), Some(&file), Some(&file)), Ok(()));
+        let err = |r: Result<(), String>| r.expect_err("refused");
+        assert!(err(with(Some(&file), None, None)).contains("server.tls_key_file"));
+        assert!(err(with(None, Some(&file), None)).contains("server.tls_cert_file"));
+        for (r, key) in [
+            (
+                with(Some(&missing), Some(&file), None),
+                "server.tls_cert_file",
+            ),
+            (
+                with(Some(&file), Some(&missing), None),
+                "server.tls_key_file",
+            ),
+            (with(None, None, Some(&missing)), "server.tls_ca_file"),
+        ] {
+            let e = err(r);
+            assert!(e.starts_with(key) && e.contains("missing.pem"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_member_serving_tls_advertises_https() {
+        let bound: SocketAddr = "127.0.0.1:8443".parse().expect("addr");
+        let mut cfg = ServerConfig::default();
+        assert_eq!(cfg.advertised(bound), "http://127.0.0.1:8443");
+        cfg.tls_cert_file = Some("server.pem".into());
+        assert_eq!(cfg.advertised(bound), "https://127.0.0.1:8443");
+        cfg.advertise_url = Some("https://lattice-01:8443/".into());
+        assert_eq!(cfg.advertised(bound), "https://lattice-01:8443");
+    }
 }

@@ -230,7 +230,12 @@ async fn leader_rpc<Req: Serialize, Resp: DeserializeOwned>(
         .body(body)
         .send()
         .await
-        .map_err(|e| ApiError::unavailable(format!("cannot reach the leader at {addr}: {e}")))?;
+        .map_err(|e| {
+            ApiError::unavailable(format!(
+                "cannot reach the leader at {addr}: {}",
+                crate::tls::error_chain(&e)
+            ))
+        })?;
     if !resp.status().is_success() {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
@@ -245,11 +250,13 @@ async fn leader_rpc<Req: Serialize, Resp: DeserializeOwned>(
     bincode::deserialize(&bytes).map_err(|e| ApiError::internal(format!("leader's answer: {e}")))
 }
 
-/// Proxies an HTTP request unchanged to the leader's same path; `None` when this member leads.
+/// Proxies an HTTP request unchanged (with its `Authorization` header, so the leader checks
+/// the same token) to the leader's same path; `None` when this member leads.
 pub async fn to_leader(
     app: &App,
     method: Method,
     path_and_query: &str,
+    headers: &axum::http::HeaderMap,
     body: Bytes,
     timeout: Duration,
 ) -> Option<Result<Response, ApiError>> {
@@ -260,17 +267,21 @@ pub async fn to_leader(
     };
     let method =
         reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
-    let res = app
+    let mut req = app
         .http
         .request(method, format!("{url}{path_and_query}"))
-        .header("content-type", "application/json")
-        .timeout(timeout)
-        .body(body)
-        .send()
-        .await;
+        .header("content-type", "application/json");
+    if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) {
+        req = req.header(reqwest::header::AUTHORIZATION, auth.as_bytes());
+    }
+    if let Some(secret) = headers.get(SECRET_HEADER) {
+        req = req.header(SECRET_HEADER, secret.as_bytes());
+    }
+    let res = req.timeout(timeout).body(body).send().await;
     Some(match res {
         Err(e) => Err(ApiError::unavailable(format!(
-            "cannot reach the leader at {url}: {e}"
+            "cannot reach the leader at {url}: {}",
+            crate::tls::error_chain(&e)
         ))),
         Ok(r) => {
             let status =

@@ -6,12 +6,14 @@
 //! shutdown future resolves.
 
 pub mod api;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod forward;
 pub mod leader;
 pub mod metrics;
 pub mod raft;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -42,6 +44,10 @@ pub async fn start(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunningServer> {
     cfg.validate().map_err(anyhow::Error::msg)?;
+    let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.api_addr)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.api_addr))?;
@@ -79,6 +85,9 @@ pub async fn start(
         }
     }
 
+    let cfg_auth = cfg.auth.clone();
+    // Peers and agents that vanish must not stall forwarding: connect fast or fail.
+    let http = tls::http_client(&cfg, std::time::Duration::from_secs(1))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (exit_reports, exit_report_rx) = api::report_batch::channel();
     let app = api::App {
@@ -88,14 +97,14 @@ pub async fn start(
         db: parts.db,
         cfg: Arc::new(cfg),
         heartbeats: Arc::new(leader::heartbeats::Heartbeats::default()),
-        // Peers and agents that vanish must not stall forwarding: connect fast or fail.
-        http: reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(1))
-            .build()
-            .context("HTTP client")?,
+        http,
         shutting_down: Arc::new(AtomicBool::new(false)),
         stop: stop_rx.clone(),
         exit_reports,
+        submit_limiter: Arc::new(auth::rate::RateLimiter::new(
+            cfg_auth.submit_rate_per_second,
+            cfg_auth.submit_burst,
+        )),
     };
     tokio::spawn(api::report_batch::run(app.clone(), exit_report_rx));
     let mut loops = leader::spawn(app.clone(), stop_rx.clone());
@@ -115,9 +124,14 @@ pub async fn start(
             flag.store(true, Ordering::Relaxed);
             let _ = stop_tx.send(true);
         };
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(stop_signal)
-            .await;
+        let served = match tls {
+            None => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop_signal)
+                    .await
+            }
+            Some(tls) => tls::serve(listener, router, tls, stop_signal).await,
+        };
         for l in loops {
             let _ = l.await;
         }
@@ -143,7 +157,12 @@ async fn join_cluster(app: api::App, target: String, url: String) {
         if app.is_shutting_down() {
             return;
         }
-        match app.http.post(&endpoint).json(&body).send().await {
+        let req = app
+            .http
+            .post(&endpoint)
+            .header(raft::network::SECRET_HEADER, &app.cfg.cluster_secret)
+            .json(&body);
+        match req.send().await {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(%target, member = app.cfg.node_id, "joined the cluster as a voter");
                 return;
@@ -154,7 +173,8 @@ async fn join_cluster(app: api::App, target: String, url: String) {
                 tracing::warn!(%target, %status, %text, "join refused; retrying");
             }
             Err(e) => {
-                tracing::warn!(%target, error = %e, "cannot reach the member to join; retrying")
+                let error = tls::error_chain(&e);
+                tracing::warn!(%target, %error, "cannot reach the member to join; retrying")
             }
         }
         tokio::time::sleep(delay).await;

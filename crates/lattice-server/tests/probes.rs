@@ -63,6 +63,7 @@ async fn member(dir: &Path) -> (App, tokio::sync::watch::Sender<bool>) {
         shutting_down: Arc::new(AtomicBool::new(false)),
         stop: rx,
         exit_reports: api::report_batch::channel().0,
+        submit_limiter: Arc::new(lattice_server::auth::rate::RateLimiter::new(0.0, 1)),
     };
     (app, tx)
 }
@@ -121,9 +122,39 @@ async fn metrics_of_a_real_member_pass_promtool_and_count_what_it_did() {
     .await
     .unwrap();
     let base = format!("http://{}", server.local_addr);
-    let http = reqwest::Client::new();
+    // Bootstrap the ACLs (retrying while the single member elects itself), then act as admin.
+    const ADMIN: &str = "probe-admin-token-0123456789";
+    let anonymous = reqwest::Client::new();
+    let mut booted = false;
+    for _ in 0..200 {
+        let r = anonymous
+            .post(format!("{base}/api/v1/acl/bootstrap"))
+            .json(&serde_json::json!({ "token": ADMIN }))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 201 {
+            booted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(booted, "a leader within 10 s");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    // Refused: no token.
+    let r = anonymous
+        .get(format!("{base}/api/v1/allocations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
 
-    // Submit (retrying while the single member elects itself), then cancel it.
+    // Submit, then cancel it.
     let mut id = None;
     for _ in 0..200 {
         let r = http
@@ -214,6 +245,10 @@ async fn metrics_of_a_real_member_pass_promtool_and_count_what_it_did() {
         ),
         (
             r#"lattice_api_requests_total{method="GET",route="/healthz",status="200"}"#,
+            1.0,
+        ),
+        (
+            r#"lattice_api_requests_total{method="GET",route="/api/v1/allocations",status="401"}"#,
             1.0,
         ),
         (

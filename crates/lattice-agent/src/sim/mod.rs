@@ -217,7 +217,7 @@ pub async fn run(
     if telemetry.enabled() {
         tracing::warn!("virtual nodes push no telemetry: the telemetry section is ignored");
     }
-    let client = Client::new(&config.servers)?;
+    let client = config.client()?;
     let (listener, bound, url) = crate::agent::listen(&config, &discovery::hostname()).await?;
     let interval = Duration::from_secs(config.heartbeat_interval_seconds);
     let batch = usize::try_from(config.sim_poll_batch).unwrap_or(usize::MAX);

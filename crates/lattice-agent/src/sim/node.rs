@@ -71,6 +71,7 @@ impl NodeSpec {
             gpus: self.gpus.clone(),
             features,
             agent_url: self.agent_url.clone(),
+            agent_token: None,
         }
     }
 }

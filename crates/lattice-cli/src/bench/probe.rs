@@ -26,12 +26,21 @@ pub struct Scrape {
 }
 
 impl Members {
-    pub fn new(endpoint: &str) -> Result<Self, lattice_client::ClientError> {
+    pub fn new(endpoint: &str, token: Option<String>) -> Result<Self, lattice_client::ClientError> {
         let clients = endpoint
             .split(',')
             .map(str::trim)
             .filter(|e| !e.is_empty())
-            .map(|e| Client::new(&[e]).map(|c| c.with_retry_for(std::time::Duration::from_secs(1))))
+            .map(|e| {
+                Client::new(&[e])
+                    .and_then(|c| {
+                        crate::ca_file::trust(c).map_err(lattice_client::ClientError::Config)
+                    })
+                    .map(|c| {
+                        c.with_retry_for(std::time::Duration::from_secs(1))
+                            .with_token(token.clone())
+                    })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Members { clients })
     }

@@ -40,8 +40,12 @@ impl Bench {
     /// Checks the flags and that the cluster answers; sends nothing else.
     pub async fn new(args: &BenchArgs, endpoint: &str) -> Result<Self, Stop> {
         let usage = |flag: &str, e: &dyn std::fmt::Display| Stop::Usage(format!("{flag}: {e}"));
+        let token = crate::client_cmds::credentials::token_text().map_err(Stop::Usage)?;
         let client = Client::new(&[endpoint]).map_err(|e| usage("--endpoint", &e))?;
-        let members = Members::new(endpoint).map_err(|e| usage("--endpoint", &e))?;
+        let client = crate::ca_file::trust(client)
+            .map_err(Stop::Usage)?
+            .with_token(token.clone());
+        let members = Members::new(endpoint, token).map_err(|e| usage("--endpoint", &e))?;
         let procs_before =
             ProcReadings::read(&args.server_pids).map_err(|e| usage("--server-pid", &e))?;
         client.health().await?;

@@ -7,10 +7,12 @@
 //! failed (a checkpoint that failed; one `error: ...` line on stderr), 2 for usage errors (bad flag values, unreadable script, bad endpoint), with nothing
 //! sent to the server.
 
+mod acl;
 mod alloc_view;
 mod cancel;
 mod checkpoint;
 mod constraint;
+pub(crate) mod credentials;
 mod directives;
 mod duration;
 mod hold;
@@ -62,6 +64,12 @@ pub enum ClientCommand {
     Tenants(tenants::TenantsArgs),
     /// List vClusters (partitions) with policy and nodes, or create / change one.
     Vclusters(vclusters::VClustersArgs),
+    /// Access control: create the first admin token (`acl bootstrap`).
+    Acl(acl::AclArgs),
+    /// API tokens: create, list, revoke (admins).
+    Token(acl::TokenArgs),
+    /// Show who the current token authenticates as.
+    Whoami,
 }
 
 /// Why a client command stopped early; each maps to an exit code.
@@ -103,6 +111,9 @@ pub async fn run(cmd: ClientCommand, endpoint: &str) -> i32 {
         ClientCommand::Checkpoint(a) => checkpoint::run(a, endpoint).await,
         ClientCommand::Tenants(a) => tenants::run(a, endpoint).await,
         ClientCommand::Vclusters(a) => vclusters::run(a, endpoint).await,
+        ClientCommand::Acl(a) => acl::run_acl(a, endpoint).await,
+        ClientCommand::Token(a) => acl::run_token(a, endpoint).await,
+        ClientCommand::Whoami => acl::run_whoami(endpoint).await,
     };
     exit_code(result)
 }
@@ -117,7 +128,7 @@ fn exit_code(result: Result<(), CmdError>) -> i32 {
             2
         }
         Err(CmdError::Client(e)) => {
-            output::error_line(&e.to_string());
+            output::error_line(&crate::ca_file::explain(&e));
             1
         }
         Err(CmdError::Io(msg)) | Err(CmdError::Failed(msg)) => {
@@ -127,9 +138,13 @@ fn exit_code(result: Result<(), CmdError>) -> i32 {
     }
 }
 
-/// A client for the `--endpoint` list.
-fn connect(endpoint: &str) -> Result<Client, CmdError> {
-    Client::new(&[endpoint]).map_err(|e| CmdError::Usage(format!("--endpoint: {e}")))
+/// A client for the `--endpoint` list, trusting `--ca-file`, with the token from `LATTICE_TOKEN`
+/// or the token file.
+pub(crate) fn connect(endpoint: &str) -> Result<Client, CmdError> {
+    let client =
+        Client::new(&[endpoint]).map_err(|e| CmdError::Usage(format!("--endpoint: {e}")))?;
+    let client = crate::ca_file::trust(client).map_err(CmdError::Usage)?;
+    Ok(client.with_token(credentials::token()?))
 }
 
 #[cfg(test)]

@@ -190,6 +190,7 @@ mod tests {
             },
             features: vec![],
             agent_url: "http://10.0.0.1:9090".into(),
+            agent_token: None,
         };
         Node::from_registration(reg, Timestamp::from_millis(T0), 1)
     }

@@ -14,6 +14,56 @@ pub mod prometheus;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_lattice");
 
+/// This test process's admin token: every cluster a test starts is bootstrapped with it (see
+/// [`ensure_bootstrapped`]), `call` and `cli` send it, and spawned agents use it.
+pub static ADMIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("lat_test_{}_{nanos:x}", std::process::id())
+});
+
+/// Endpoints this process has bootstrapped (or found bootstrapped).
+static BOOTSTRAPPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// `scheme://host:port` of a URL.
+pub fn base_of(url: &str) -> String {
+    let url = url.split(',').next().unwrap_or(url).trim();
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let host = rest.split('/').next().unwrap_or(rest);
+    format!("{scheme}://{host}")
+}
+
+/// Makes sure the cluster behind `endpoint` has [`ADMIN`] as its bootstrap token: bootstraps
+/// it unless already done (retrying while no leader is elected).
+pub fn ensure_bootstrapped(endpoint: &str) {
+    let base = base_of(endpoint);
+    if BOOTSTRAPPED.lock().unwrap().contains(&base) {
+        return;
+    }
+    let body = serde_json::json!({ "token": &*ADMIN }).to_string();
+    let done = wait_for(30, &format!("ACL bootstrap of {base}"), || {
+        let r = http()
+            .post(format!("{base}/api/v1/acl/bootstrap"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send();
+        match r {
+            // Nothing listens there (a test of an unreachable endpoint): nothing to do.
+            Err(e) if e.is_connect() => Some(false),
+            Err(_) => None,
+            Ok(r) => match r.status().as_u16() {
+                201 | 409 => Some(true),
+                _ => None,
+            },
+        }
+    });
+    if done {
+        BOOTSTRAPPED.lock().unwrap().push(base);
+    }
+}
+
 /// A running `lattice` process. Dropping it stops it (SIGTERM, then SIGKILL).
 pub struct Proc {
     pub child: Child,
@@ -68,6 +118,10 @@ pub fn spawn(args: &[&str], env: &[(&str, &str)], marker: &str) -> Proc {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env("RUST_LOG", "info,openraft=warn")
+        // Agents act with the admin token (admins may act for any node); `lattice dev`
+        // bootstraps with LATTICE_TOKEN.
+        .env("LATTICE_AGENT__TOKEN", &*ADMIN)
+        .env("LATTICE_TOKEN", &*ADMIN)
         .env_remove("LATTICE_ENDPOINT")
         .env_remove("LATTICE_CONFIG")
         .stdin(Stdio::null())
@@ -131,6 +185,7 @@ pub fn start_server(data_dir: &Path, addr: &str, env: &[(&str, &str)]) -> Proc {
     );
     p.url = format!("http://{}", p.url);
     wait_healthy(&p.url);
+    ensure_bootstrapped(&p.url);
     p
 }
 
@@ -167,18 +222,48 @@ pub fn start_agent(
     )
 }
 
+/// A client that sends [`ADMIN`] as its bearer token (requests that set their own
+/// `Authorization` header replace it).
 pub fn http() -> reqwest::blocking::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", &*ADMIN).parse().unwrap(),
+    );
     reqwest::blocking::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
 }
 
-/// (status, JSON body or Null).
+/// (status, JSON body or Null), as the admin ([`ADMIN`]); a cluster that has no tokens yet
+/// is bootstrapped first.
 pub fn call(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
-    let c = http();
+    let (status, v) = call_as(Some(&ADMIN), method, url, body);
+    if status == 401
+        && v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no tokens yet"))
+    {
+        ensure_bootstrapped(url);
+        return call_as(Some(&ADMIN), method, url, body);
+    }
+    (status, v)
+}
+
+/// (status, JSON body or Null) with `token` as the bearer (none: no Authorization header).
+pub fn call_as(token: Option<&str>, method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
+    // Not `http()`: that one sends the admin token by default.
+    let c = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
     let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut req = c.request(m, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
     if let Some(b) = body {
         req = req
             .header("content-type", "application/json")
@@ -227,10 +312,16 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
     }
 }
 
+/// Waits until `/healthz` answers, then bootstraps the cluster's ACLs with [`ADMIN`] in the
+/// background (members of a cluster still forming have no leader yet).
 pub fn wait_healthy(api: &str) {
     wait_for(30, "healthz", || {
         let r = http().get(format!("{api}/healthz")).send().ok()?;
         (r.status().as_u16() == 200).then_some(())
+    });
+    let api = api.to_string();
+    std::thread::spawn(move || {
+        let _ = std::panic::catch_unwind(|| ensure_bootstrapped(&api));
     });
 }
 
@@ -278,8 +369,17 @@ pub fn tempdir() -> tempfile::TempDir {
 
 /// Runs the CLI (`lattice ARGS`) against `endpoint`; returns (exit code, stdout, stderr).
 pub fn cli(endpoint: &str, args: &[&str]) -> (i32, String, String) {
+    ensure_bootstrapped(endpoint);
+    cli_as(&ADMIN, endpoint, args)
+}
+
+/// Runs the CLI with `token` as `LATTICE_TOKEN`; returns (exit code, stdout, stderr).
+pub fn cli_as(token: &str, endpoint: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN)
         .args(args)
+        .env("LATTICE_TOKEN", token)
+        .env("HOME", "/nonexistent-lattice-test-home")
+        .env_remove("XDG_CONFIG_HOME")
         .env("LATTICE_ENDPOINT", endpoint)
         .output()
         .expect("run lattice");

@@ -31,6 +31,7 @@ fn reg(id: &str) -> NodeRegistration {
         gpus: GpuInfo::default(),
         features: Vec::new(),
         agent_url: format!("http://{id}:7070"),
+        agent_token: None,
     }
 }
 

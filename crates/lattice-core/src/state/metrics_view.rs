@@ -305,6 +305,7 @@ mod tests {
                 gpus: GpuInfo::default(),
                 features: Vec::new(),
                 agent_url: format!("http://{n}:1"),
+                agent_token: None,
             };
             apply(
                 &mut s,

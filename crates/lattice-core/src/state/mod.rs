@@ -9,6 +9,7 @@
 //! `dependencies.rs` (dependency status and the `dependency_failed` cascade), `index.rs` (the
 //! one place allocation states change, keeping the derived indexes in step), `query.rs`.
 
+mod acl;
 mod allocations;
 mod arrays;
 mod dependencies;
@@ -40,6 +41,7 @@ use crate::submit::{DEFAULT_TENANT, DEFAULT_VCLUSTER};
 use crate::tenant::{Tenant, TenantLoad};
 use crate::time::Timestamp;
 use crate::vcluster::VCluster;
+pub use acl::{Acl, AclData};
 
 /// Allocation counts per state, indexed by `AllocState as usize`.
 pub type Tally = [u32; 6];
@@ -85,6 +87,8 @@ pub struct ClusterState {
     totals: AllocationTotals,
     /// Nodes claimed by pending preemptors: node -> claimant (see `preemption.rs`).
     claims: BTreeMap<NodeId, AllocId>,
+    /// API tokens (hashes only) with their hash index.
+    acl: Acl,
 }
 
 /// The serialized form of [`ClusterState`].
@@ -98,6 +102,7 @@ pub struct StateData {
     vclusters: BTreeMap<String, VCluster>,
     arrays: BTreeMap<AllocId, ArrayInfo>,
     usage: UsageTable,
+    acl: AclData,
 }
 
 impl From<StateData> for ClusterState {
@@ -121,6 +126,7 @@ impl From<StateData> for ClusterState {
             dependents: BTreeMap::new(),
             totals: AllocationTotals::default(),
             claims: BTreeMap::new(),
+            acl: Acl::from(d.acl),
         };
         for (_, a) in d.allocations {
             s.insert_allocation(*a);
@@ -140,6 +146,7 @@ impl From<ClusterState> for StateData {
             vclusters: s.vclusters,
             arrays: s.arrays,
             usage: s.usage,
+            acl: s.acl.into(),
         }
     }
 }
@@ -163,6 +170,7 @@ impl Default for ClusterState {
             )]),
             arrays: BTreeMap::new(),
             usage: BTreeMap::new(),
+            acl: AclData::default(),
         })
     }
 }
@@ -209,6 +217,9 @@ impl ClusterState {
             Command::ReportCheckpoints { now, reports } => {
                 Ok(self.report_checkpoints(*now, reports))
             }
+            Command::BootstrapAcl { token, .. } => self.bootstrap_acl(token),
+            Command::CreateToken { token, .. } => self.create_token(token),
+            Command::RevokeToken { now, id, by } => self.revoke_token(*now, id, by),
         }
     }
 

@@ -24,6 +24,7 @@ impl ClusterState {
                 n.gpus = reg.gpus.clone();
                 n.features = reg.features.clone();
                 n.agent_url = reg.agent_url.clone();
+                n.agent_token = reg.agent_token.clone();
                 n.registered_at = now;
                 n.last_heartbeat = Some(now);
                 if n.down && !n.drain {

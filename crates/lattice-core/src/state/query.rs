@@ -17,6 +17,8 @@ pub struct AllocationFilter {
     pub array: Option<AllocId>,
     pub after: Option<AllocId>,
     pub limit: usize,
+    /// Only these tenants (the caller's scope); `None`: every tenant.
+    pub tenants: Option<Vec<String>>,
 }
 
 impl AllocationFilter {
@@ -26,6 +28,10 @@ impl AllocationFilter {
             && self.user.as_deref().is_none_or(|u| a.user == u)
             && self.vcluster.as_deref().is_none_or(|v| a.vcluster == v)
             && self.array.is_none_or(|x| a.array_id == Some(x))
+            && self
+                .tenants
+                .as_ref()
+                .is_none_or(|ts| ts.contains(&a.tenant))
     }
 }
 

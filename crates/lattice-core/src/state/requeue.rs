@@ -61,6 +61,7 @@ impl ClusterState {
                 n.array_id = a.array_id;
                 n.array_index = a.array_index;
                 n.requeued_from = Some(old);
+                n.submitted_by = a.submitted_by.clone();
                 n
             };
             self.untally(old);

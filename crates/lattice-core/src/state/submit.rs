@@ -91,6 +91,7 @@ impl ClusterState {
             a.array_id = array_id;
             a.array_index = index;
             a.depends_on = deps.clone();
+            a.submitted_by = options.submitted_by.clone();
             if options.hold {
                 a.held = true;
                 a.reason = Some("held".into());

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use lattice_core::agent::{HeartbeatRequest, HeartbeatResponse, WorkRequest, WorkResponse};
 use lattice_core::{Command, CommandOutcome, Node, NodeRegistration};
 
@@ -16,6 +16,7 @@ use super::error::ApiError;
 use super::extract::{parse_json, ApiBody, ApiJson};
 use super::report_batch;
 use super::App;
+use crate::auth::Caller;
 use crate::{clock, forward};
 
 /// A heartbeat forwarded to a leader that does not answer fails fast, so the agent retries
@@ -42,10 +43,34 @@ fn check_nodes(nodes: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// An agent token acts only for its own nodes: 403 naming the first node it does not cover.
+fn check_scope<'a>(
+    caller: &Caller,
+    nodes: impl IntoIterator<Item = &'a String>,
+) -> Result<(), ApiError> {
+    for n in nodes {
+        if !caller.covers_node(n) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                format!(
+                    "forbidden: token {} ({}) may not act for node {n:?}",
+                    caller.token_id, caller.subject
+                ),
+            )
+            .with_detail(serde_json::json!({ "field": "node", "node": n })));
+        }
+    }
+    Ok(())
+}
+
 pub async fn register(
     State(app): State<App>,
-    ApiJson(reg): ApiJson<NodeRegistration>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(mut reg): ApiJson<NodeRegistration>,
 ) -> Result<Json<Node>, ApiError> {
+    check_scope(&caller, [&reg.id])?;
+    // Never from the body: the token this request authenticated with.
+    reg.agent_token = (!caller.insecure).then(|| caller.token_id.clone());
     if !(reg.agent_url.starts_with("http://") || reg.agent_url.starts_with("https://")) {
         return Err(ApiError::bad_request(
             "agent_url",
@@ -72,13 +97,25 @@ pub async fn register(
 
 pub async fn heartbeat(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
+    let hb: HeartbeatRequest = parse_json(&body)?;
+    check_nodes(&hb.nodes)?;
+    check_scope(
+        &caller,
+        hb.nodes
+            .iter()
+            .chain(hb.reports.iter().map(|r| &r.node_id))
+            .chain(hb.checkpoints.iter().map(|c| &c.node_id)),
+    )?;
     // The leader owns the heartbeat table (it runs the failure detector): forward to it.
     if let Some(r) = forward::to_leader(
         &app,
         Method::POST,
         "/api/v1/agent/heartbeat",
+        &headers,
         body.clone(),
         HEARTBEAT_FORWARD_TIMEOUT,
     )
@@ -86,8 +123,6 @@ pub async fn heartbeat(
     {
         return r;
     }
-    let hb: HeartbeatRequest = parse_json(&body)?;
-    check_nodes(&hb.nodes)?;
     let unknown: Vec<String> = {
         let d = app.state.read();
         hb.nodes
@@ -120,9 +155,11 @@ pub async fn heartbeat(
 
 pub async fn work(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<WorkRequest>,
 ) -> Result<Json<WorkResponse>, ApiError> {
     check_nodes(&req.nodes)?;
+    check_scope(&caller, &req.nodes)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_WAIT);
     let mut changes = app.state.subscribe();
     let mut stop = app.stop.clone();

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use lattice_core::state::AllocationFilter;
 use lattice_core::submit::SubmitRequest;
 use lattice_core::{AllocId, AllocState, Allocation, Command, CommandOutcome, JobRef, Target};
@@ -16,6 +16,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::{consistent_read, ApiJson};
 use super::App;
+use crate::auth::Caller;
 use crate::clock;
 
 const DEFAULT_PAGE: usize = 100;
@@ -31,10 +32,32 @@ fn outcome_allocation(o: CommandOutcome) -> Result<Allocation, ApiError> {
 
 pub async fn submit(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> Result<(StatusCode, Json<Allocation>), ApiError> {
+    let mut req = req;
+    let (user, submitted_by) = caller
+        .submit_as(req.user.as_deref(), &app.cfg.default_user)
+        .map_err(|e| {
+            ApiError::new(StatusCode::FORBIDDEN, e).with_detail(json!({ "field": "user" }))
+        })?;
+    req.user = Some(user);
     let (spec, mut options) = req.into_submission(&app.cfg.default_user)?;
-    options.create_tenant = app.cfg.auto_create_tenants;
+    if !caller.sees_tenant(&spec.tenant) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token {} may not submit to tenant {:?} (its tenants: {})",
+                caller.token_id,
+                spec.tenant,
+                caller.tenant_scope().unwrap_or_default().join(", ")
+            ),
+        )
+        .with_detail(json!({ "field": "tenant" })));
+    }
+    options.submitted_by = submitted_by;
+    // Only admins may create tenants by submitting to them.
+    options.create_tenant = app.cfg.auto_create_tenants && caller.tenant_scope().is_none();
     let out = app
         .propose(Command::Submit {
             now: clock::now(),
@@ -43,6 +66,20 @@ pub async fn submit(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(outcome_allocation(out)?)))
+}
+
+/// Like [`resolve`], for `caller`: an allocation of a tenant the caller may not see answers
+/// the same 404 as one that does not exist, so IDs do not leak across tenants.
+pub(super) fn resolve_for(app: &App, caller: &Caller, text: &str) -> Result<AllocId, ApiError> {
+    let id = resolve(app, text)?;
+    if caller.tenant_scope().is_none() {
+        return Ok(id);
+    }
+    let d = app.state.read();
+    match d.state.allocation(id) {
+        Some(a) if caller.sees_tenant(&a.tenant) => Ok(id),
+        _ => Err(ApiError::not_found("allocation", text)),
+    }
 }
 
 /// The allocation a path segment names: `42`, or `42_7` (the current element of array 42
@@ -111,10 +148,12 @@ fn parse_filter(app: &App, q: HashMap<String, String>) -> Result<AllocationFilte
 
 pub async fn list(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Query(mut q): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     consistent_read(&app, &mut q).await?;
-    let f = parse_filter(&app, q)?;
+    let mut f = parse_filter(&app, q)?;
+    f.tenants = caller.tenant_scope().map(<[String]>::to_vec);
     let d = app.state.read();
     let (page, more) = d.state.list_allocations(&f);
     let next = if more {
@@ -127,11 +166,12 @@ pub async fn list(
 
 pub async fn get_one(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(mut q): Query<HashMap<String, String>>,
 ) -> Result<Json<Allocation>, ApiError> {
     consistent_read(&app, &mut q).await?;
-    let id = resolve(&app, &id)?;
+    let id = resolve_for(&app, &caller, &id)?;
     if let Some(k) = q.keys().next() {
         return Err(ApiError::bad_request(
             k,
@@ -148,14 +188,15 @@ pub async fn get_one(
 
 pub async fn cancel(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Allocation>, ApiError> {
-    let id = resolve(&app, &id)?;
+    let id = resolve_for(&app, &caller, &id)?;
     let out = app
         .propose(Command::CancelAllocation {
             now: clock::now(),
             id,
-            by: app.cfg.default_user.clone(),
+            by: caller.by(&app.cfg.default_user),
         })
         .await?;
     Ok(Json(outcome_allocation(out)?))
@@ -163,10 +204,11 @@ pub async fn cancel(
 
 pub async fn logs(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let id = resolve(&app, &id)?;
+    let id = resolve_for(&app, &caller, &id)?;
     let mut stream = "stdout".to_string();
     let mut node: Option<String> = None;
     for (k, v) in q {
@@ -187,7 +229,7 @@ pub async fn logs(
             }
         }
     }
-    let (node_id, agent_url) = {
+    let (node_id, agent_url, node_key) = {
         let d = app.state.read();
         let a = d
             .state
@@ -208,16 +250,23 @@ pub async fn logs(
                 )
             })?,
         };
-        let url = d
+        let node = d
             .state
             .node(&node_id)
-            .map(|n| n.agent_url.clone())
             .ok_or_else(|| ApiError::not_found("node", &node_id))?;
-        (node_id, url)
+        // The agent serves logs to whoever knows its token's hash: the control plane.
+        let key = node
+            .agent_token
+            .as_deref()
+            .and_then(|t| d.state.acl().get(t))
+            .map(|t| t.hash.clone());
+        (node_id, node.agent_url.clone(), key)
     };
-    let resp = app
-        .http
-        .get(format!("{agent_url}/allocations/{id}/logs"))
+    let mut req = app.http.get(format!("{agent_url}/allocations/{id}/logs"));
+    if let Some(k) = node_key {
+        req = req.header("x-lattice-node-key", k);
+    }
+    let resp = req
         .query(&[("node", node_id.as_str()), ("stream", stream.as_str())])
         .send()
         .await
@@ -250,14 +299,19 @@ pub async fn logs(
 }
 
 /// `POST /api/v1/allocations/{id}/hold` and `/release`.
-async fn set_hold(app: App, id: String, hold: bool) -> Result<Json<Allocation>, ApiError> {
-    let id = resolve(&app, &id)?;
+async fn set_hold(
+    app: App,
+    caller: Caller,
+    id: String,
+    hold: bool,
+) -> Result<Json<Allocation>, ApiError> {
+    let id = resolve_for(&app, &caller, &id)?;
     let out = app
         .propose(Command::SetHold {
             now: clock::now(),
             target: Target::Allocation(id),
             hold,
-            by: app.cfg.default_user.clone(),
+            by: caller.by(&app.cfg.default_user),
         })
         .await?;
     Ok(Json(outcome_allocation(out)?))
@@ -265,29 +319,32 @@ async fn set_hold(app: App, id: String, hold: bool) -> Result<Json<Allocation>, 
 
 pub async fn hold(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Allocation>, ApiError> {
-    set_hold(app, id, true).await
+    set_hold(app, caller, id, true).await
 }
 
 pub async fn release(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Allocation>, ApiError> {
-    set_hold(app, id, false).await
+    set_hold(app, caller, id, false).await
 }
 
 /// `POST /api/v1/allocations/{id}/requeue`: answers the NEW allocation (201).
 pub async fn requeue(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Allocation>), ApiError> {
-    let id = resolve(&app, &id)?;
+    let id = resolve_for(&app, &caller, &id)?;
     let out = app
         .propose(Command::Requeue {
             now: clock::now(),
             target: Target::Allocation(id),
-            by: app.cfg.default_user.clone(),
+            by: caller.by(&app.cfg.default_user),
         })
         .await?;
     Ok((StatusCode::CREATED, Json(outcome_allocation(out)?)))
@@ -300,14 +357,15 @@ pub async fn requeue(
 /// ended. 409 if it is not running or not checkpointable.
 pub async fn checkpoint(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Allocation>), ApiError> {
-    let id = resolve(&app, &id)?;
+    let id = resolve_for(&app, &caller, &id)?;
     let out = app
         .propose(Command::RequestCheckpoint {
             now: clock::now(),
             id,
-            by: app.cfg.default_user.clone(),
+            by: caller.by(&app.cfg.default_user),
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(outcome_allocation(out)?)))

@@ -88,11 +88,16 @@ struct AddMember {
     url: String,
 }
 
-pub async fn add(State(app): State<App>, ApiBody(body): ApiBody) -> Result<Response, ApiError> {
+pub async fn add(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Result<Response, ApiError> {
     if let Some(r) = forward::to_leader(
         &app,
         Method::POST,
         "/api/v1/raft/members",
+        &headers,
         body.clone(),
         MEMBERSHIP_TIMEOUT,
     )
@@ -129,12 +134,17 @@ pub async fn add(State(app): State<App>, ApiBody(body): ApiBody) -> Result<Respo
     Ok(status(State(app)).await.into_response())
 }
 
-pub async fn remove(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn remove(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let path = format!("/api/v1/raft/members/{id}");
     if let Some(r) = forward::to_leader(
         &app,
         Method::DELETE,
         &path,
+        &headers,
         Default::default(),
         MEMBERSHIP_TIMEOUT,
     )

@@ -2,6 +2,7 @@
 //! All user-facing routes live under `/api/v1`; `/healthz` is for probes and `/metrics` for
 //! Prometheus; `/raft/*` carries member-to-member Raft traffic.
 
+mod acl;
 mod agent;
 mod allocations;
 mod arrays;
@@ -49,6 +50,8 @@ pub struct App {
     pub stop: tokio::sync::watch::Receiver<bool>,
     /// Agents' exit reports, batched into Raft entries (`report_batch.rs`).
     pub exit_reports: report_batch::Sender,
+    /// Per-token submission rate limit (`server.auth.submit_rate_per_second`).
+    pub submit_limiter: Arc<crate::auth::rate::RateLimiter>,
 }
 
 impl App {
@@ -107,6 +110,10 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/raft/members", post(members::add))
         .route("/api/v1/raft/members/{id}", delete(members::remove))
         .route("/api/v1/raft/snapshot", get(members::snapshot))
+        .route("/api/v1/acl/bootstrap", post(acl::bootstrap))
+        .route("/api/v1/acl/tokens", post(acl::create).get(acl::list))
+        .route("/api/v1/acl/tokens/{id}", delete(acl::revoke))
+        .route("/api/v1/acl/whoami", get(acl::whoami))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))
         .layer(DefaultBodyLimit::max(max_body));
@@ -159,6 +166,12 @@ pub fn router(app: App) -> Router {
                 "method not allowed on this route",
             )
         })
+        // After routing (it needs the matched template), inside the metrics layer (refused
+        // requests are counted, e.g. `status="401"`).
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::auth::layer,
+        ))
         // Last, so it wraps every route and both fallbacks and sees each matched template.
         .layer(axum::middleware::from_fn(crate::metrics::http::track))
         .with_state(app)

@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use lattice_core::{Command, CommandOutcome, Node};
 use serde::Deserialize;
 use serde_json::json;
@@ -13,6 +13,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::{consistent_read, parse_json};
 use super::App;
+use crate::auth::Caller;
 use crate::clock;
 
 fn with_live_heartbeat(app: &App, mut n: Node) -> Node {
@@ -24,8 +25,23 @@ fn with_live_heartbeat(app: &App, mut n: Node) -> Node {
     n
 }
 
+/// A user sees the nodes, but only the allocations on them that belong to its tenants (IDs
+/// of other tenants' work do not leak).
+fn scoped(app: &App, caller: &Caller, mut n: Node) -> Node {
+    if caller.tenant_scope().is_some() {
+        let d = app.state.read();
+        n.allocations.retain(|id| {
+            d.state
+                .allocation(*id)
+                .is_some_and(|a| caller.sees_tenant(&a.tenant))
+        });
+    }
+    with_live_heartbeat(app, n)
+}
+
 pub async fn list(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Query(mut q): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     consistent_read(&app, &mut q).await?;
@@ -35,13 +51,14 @@ pub async fn list(
     };
     let nodes: Vec<Node> = nodes
         .into_iter()
-        .map(|n| with_live_heartbeat(&app, n))
+        .map(|n| scoped(&app, &caller, n))
         .collect();
     Ok(Json(json!({ "nodes": nodes })))
 }
 
 pub async fn get_one(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(mut q): Query<HashMap<String, String>>,
 ) -> Result<Json<Node>, ApiError> {
@@ -53,7 +70,7 @@ pub async fn get_one(
         .node(&id)
         .cloned()
         .ok_or_else(|| ApiError::not_found("node", &id))?;
-    Ok(Json(with_live_heartbeat(&app, n)))
+    Ok(Json(scoped(&app, &caller, n)))
 }
 
 #[derive(Deserialize, Default)]

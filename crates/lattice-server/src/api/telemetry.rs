@@ -266,6 +266,7 @@ async fn run_all<'a>(
 /// `GET /api/v1/allocations/{id}/metrics`.
 pub async fn allocation_metrics(
     State(app): State<App>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = alloc_id(&id)?;
@@ -274,6 +275,7 @@ pub async fn allocation_metrics(
         let a = d
             .state
             .allocation(id)
+            .filter(|a| caller.sees_tenant(&a.tenant))
             .ok_or_else(|| ApiError::not_found("allocation", id))?;
         (a.assigned_nodes.clone(), a.state.as_str())
     };

@@ -29,6 +29,7 @@ fn no_query(q: &HashMap<String, String>) -> Result<(), ApiError> {
 
 pub async fn list(
     State(app): State<App>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     Query(mut q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     consistent_read(&app, &mut q).await?;
@@ -39,6 +40,7 @@ pub async fn list(
         .state
         .tenants()
         .values()
+        .filter(|t| caller.sees_tenant(&t.name))
         .map(|t| TenantView::of(&d.state, t, now))
         .collect();
     Ok(Json(json!({ "tenants": tenants })))
@@ -46,6 +48,7 @@ pub async fn list(
 
 pub async fn get_one(
     State(app): State<App>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     Path(name): Path<String>,
     Query(mut q): Query<HashMap<String, String>>,
 ) -> Result<Json<TenantView>, ApiError> {
@@ -55,6 +58,7 @@ pub async fn get_one(
     let t = d
         .state
         .tenant(&name)
+        .filter(|t| caller.sees_tenant(&t.name))
         .ok_or_else(|| ApiError::not_found("tenant", &name))?;
     Ok(Json(TenantView::of(&d.state, t, clock::now())))
 }

@@ -70,7 +70,8 @@ pub async fn new_raft(cfg: &ServerConfig, data_dir: &Path) -> anyhow::Result<Raf
     let committed = log_store.commit_index();
     let sm = state_machine::StateMachine::open(db.clone())?;
     let state = sm.shared();
-    let network = network::Network::new(cfg.cluster_secret.clone());
+    let http = crate::tls::http_client(cfg, network::Network::CONNECT_TIMEOUT)?;
+    let network = network::Network::new(cfg.cluster_secret.clone(), http);
     let raft = Raft::new(
         cfg.node_id,
         Arc::new(raft_config(cfg)?),

@@ -27,13 +27,14 @@ pub struct Network {
 }
 
 impl Network {
-    pub fn new(secret: String) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
-            .build()
-            .unwrap_or_default();
+    /// `http` trusts the CA of `server.tls_ca_file` when members serve HTTPS (see
+    /// `crate::tls::http_client`).
+    pub fn new(secret: String, http: reqwest::Client) -> Self {
         Network { http, secret }
     }
+
+    /// How long a member may take to accept a connection before it counts as unreachable.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {

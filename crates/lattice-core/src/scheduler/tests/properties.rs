@@ -198,6 +198,7 @@ fn submit_gen(s: &mut ClusterState, now: Timestamp, g: &Gen, disjoint: bool) {
             .collect(),
         hold: g.hold,
         create_tenant: false,
+        submitted_by: None,
     };
     // A dependency on something already failed is cancelled at once; fine either way.
     let _ = s.apply(&Command::Submit { now, spec, options });

@@ -15,6 +15,7 @@ fn options(array: Option<&str>, deps: Option<&str>, hold: bool) -> SubmitOptions
         depends_on: deps.map_or(Vec::new(), |d| parse_dependencies(d).unwrap()),
         hold,
         create_tenant: true,
+        submitted_by: None,
     }
 }
 

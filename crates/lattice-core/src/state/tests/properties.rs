@@ -430,6 +430,7 @@ fn resolve(s: &ClusterState, setup: &[Command], op: &Op, now: Timestamp) -> Comm
                     depends_on,
                     hold: *hold,
                     create_tenant: false,
+                    submitted_by: None,
                 },
             }
         }
