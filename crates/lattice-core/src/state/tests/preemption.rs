@@ -349,3 +349,43 @@ fn a_round_concludes_when_every_rank_reported() {
     assert_eq!((a.checkpoint_count, a.last_checkpoint_at), (0, None));
     assert!(a.checkpoint_rounds.is_empty());
 }
+
+#[test]
+fn a_preemptor_whose_claimed_node_is_drained_preempts_afresh_in_a_plan_without_reasons() {
+    let mut s = cluster(&["n1", "n2", "n3", "n4"]);
+    let a = submit(&mut s, at(0), job(2, 1));
+    let b = submit(&mut s, at(0), job(2, 1));
+    cycle(&mut s, at(1));
+    let high = submit(&mut s, at(5), job(2, 9));
+    let (_, out) = cycle(&mut s, at(10));
+    assert_eq!(out.preempted.len(), 1);
+    let first = out.preempted[0];
+    let second = if first == a { b } else { a };
+    let claimed = s.allocations()[&first].assigned_nodes.clone();
+    assert_eq!(s.allocations()[&high].claimed_nodes, claimed);
+    // Draining a claimed node ends the claim's life: the preemptor schedules afresh.
+    ok(
+        &mut s,
+        Command::SetNodeDrain {
+            now: at(11),
+            node_id: claimed[0].clone(),
+            drain: true,
+            reason: None,
+        },
+    );
+    assert!(!s.live_claim(high));
+    let before = s.clone();
+    let (plan, out) = cycle(&mut s, at(12));
+    // The preemptor keeps its reason ("preempting", one victim), so the plan carries the
+    // preemption alone: no placement, no reason, no estimate. It still changes the state.
+    assert!(plan.placements.is_empty() && plan.reasons.is_empty() && plan.estimates.is_empty());
+    assert_eq!(out.preempted, vec![second]);
+    let theirs = s.allocations()[&second].assigned_nodes.clone();
+    assert_eq!(s.allocations()[&second].state, AllocState::Preempting);
+    assert_eq!(s.allocations()[&high].claimed_nodes, theirs);
+    assert!(claimed.iter().all(|n| s.claims().get(n).is_none()));
+    assert!(theirs.iter().all(|n| s.claims().get(n) == Some(&high)));
+    assert_ne!(before.allocations(), s.allocations());
+    // The first victim, already checkpointing, still goes back to pending.
+    assert_eq!(s.allocations()[&first].state, AllocState::Preempting);
+}

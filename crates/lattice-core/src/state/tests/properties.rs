@@ -669,7 +669,10 @@ fn is_no_op(cmd: &Command, out: &CommandOutcome) -> bool {
         (_, CommandOutcome::Reports { applied: 0, .. }) => true,
         (_, CommandOutcome::Liveness { changed: 0 }) => true,
         (Command::ApplyPlan { plan, .. }, CommandOutcome::Plan(p)) => {
-            p.placed.is_empty() && plan.reasons.is_empty() && plan.estimates.is_empty()
+            p.placed.is_empty()
+                && p.preempted.is_empty()
+                && plan.reasons.is_empty()
+                && plan.estimates.is_empty()
         }
         _ => false,
     }
@@ -788,4 +791,47 @@ fn properties_reach_interesting_states() {
     assert_eq!(a(2).state, AllocState::Cancelled);
     assert_eq!(a(3).reason.as_deref(), Some(REASON_UNSATISFIABLE));
     assert!(results.iter().all(|r| r.is_ok()));
+}
+
+/// A plan whose only effect is a preemption is no no-op. A preemptor whose claimed node is
+/// drained preempts afresh elsewhere; it keeps its reason ("preempting", one victim), so the
+/// plan carries neither placements nor reasons nor estimates.
+#[test]
+fn a_plan_with_only_a_preemption_changes_the_state() {
+    let cluster: Vec<NodeGen> = (0..4)
+        .map(|_| NodeGen {
+            reg: reg(""),
+            drain: false,
+            down: false,
+        })
+        .collect();
+    let low = Op::Submit {
+        nodes: 2,
+        priority: 1,
+        constraints: Constraints::default(),
+    };
+    let ops = vec![
+        low.clone(),
+        low,
+        Op::Schedule,
+        Op::Submit {
+            nodes: 2,
+            priority: 9,
+            constraints: Constraints::default(),
+        },
+        Op::Schedule,
+        // Allocation 3 preempted allocation 1 and claimed its nodes, n00 and n01.
+        Op::Drain(0, true),
+        Op::Schedule,
+    ];
+    let (s, log, results) = run(&cluster, &ops);
+    let Some(Command::ApplyPlan { plan, .. }) = log.last() else {
+        panic!("{log:?}");
+    };
+    assert!(plan.placements.is_empty() && plan.reasons.is_empty() && plan.estimates.is_empty());
+    let Some(Ok(CommandOutcome::Plan(out))) = results.last() else {
+        panic!("{results:?}");
+    };
+    assert_eq!(out.preempted, vec![2]);
+    assert_eq!(s.allocations()[&3].claimed_nodes, ["n02", "n03"]);
 }
