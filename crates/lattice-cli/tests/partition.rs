@@ -647,9 +647,11 @@ fn partition_and_heal(which: Cut) {
         "converged at applied index {applied} ({digest}) {:?} after healing",
         healed_at.elapsed()
     );
+    // (`wait_converged` compared the healed member's index and digest with the others'; the
+    // cluster keeps working, e.g. the scheduler or a late forwarded write, so a later read may
+    // only be further along.)
     let s = c.status(cut).expect("status of the healed member");
-    assert_eq!(s["applied_index"].as_u64(), Some(applied));
-    assert_eq!(s["state_digest"].as_str(), Some(digest.as_str()));
+    assert!(s["applied_index"].as_u64() >= Some(applied), "{s}");
 
     // 8. The majority's writes are on the former minority member (linearizable and local
     //    reads), its copy lists exactly what the others list, every acknowledged write is there
