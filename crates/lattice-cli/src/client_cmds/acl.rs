@@ -153,7 +153,7 @@ pub async fn run_token(args: TokenArgs, endpoint: &str) -> Result<(), CmdError> 
             if output == "json" {
                 return out_json(&v);
             }
-            out(&token_table(&v["tokens"]))
+            out(&token_table(&v["tokens"], super::output::now()))
         }
         TokenCmd::Revoke { id } => {
             let v = client.revoke_token(&id).await?;
@@ -177,7 +177,7 @@ fn time(v: &Value) -> String {
         .map_or_else(|| "-".to_string(), format_time)
 }
 
-fn token_table(tokens: &Value) -> String {
+fn token_table(tokens: &Value, now: Timestamp) -> String {
     let mut t = Table::new(vec![
         ("ID", Align::Left),
         ("SUBJECT", Align::Left),
@@ -197,10 +197,16 @@ fn token_table(tokens: &Value) -> String {
                 .collect()
         };
         let scope = [list("tenants"), list("nodes")].concat().join(",");
-        let status = if tok["revoked_at"].is_null() {
-            "active".to_string()
-        } else {
+        let expired = tok["expires_at"]
+            .as_str()
+            .and_then(Timestamp::parse)
+            .is_some_and(|t| t <= now);
+        let status = if !tok["revoked_at"].is_null() {
             format!("revoked by {}", tok["revoked_by"].as_str().unwrap_or("?"))
+        } else if expired {
+            "expired".to_string()
+        } else {
+            "active".to_string()
         };
         t.row(vec![
             tok["id"].as_str().unwrap_or("?").to_string(),
@@ -213,4 +219,39 @@ fn token_table(tokens: &Value) -> String {
         ]);
     }
     t.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_token_table_shows_scope_and_status() {
+        let now = Timestamp::parse("2026-11-24T12:00:00Z").unwrap();
+        let tokens = json!([
+            {"id": "tok-1", "subject": "alice", "role": "user", "tenants": ["physics"], "nodes": [],
+             "created_at": "2026-11-01T00:00:00Z", "expires_at": null, "revoked_at": null},
+            {"id": "tok-2", "subject": "old", "role": "operator", "tenants": [], "nodes": [],
+             "created_at": "2026-11-01T00:00:00Z", "expires_at": "2026-11-02T00:00:00Z", "revoked_at": null},
+            {"id": "tok-3", "subject": "rack", "role": "agent", "tenants": [], "nodes": ["r1-*"],
+             "created_at": "2026-11-01T00:00:00Z", "expires_at": null,
+             "revoked_at": "2026-11-03T00:00:00Z", "revoked_by": "admin"},
+        ]);
+        let t = token_table(&tokens, now);
+        let line = |id: &str| t.lines().find(|l| l.starts_with(id)).unwrap().to_string();
+        assert!(
+            line("tok-1").contains("physics") && line("tok-1").ends_with("active"),
+            "{t}"
+        );
+        assert!(
+            line("tok-2").contains('*') && line("tok-2").ends_with("expired"),
+            "{t}"
+        );
+        assert!(
+            line("tok-3").contains("r1-*") && line("tok-3").ends_with("revoked by admin"),
+            "{t}"
+        );
+    }
 }
