@@ -147,22 +147,9 @@ impl AgentConfig {
         let Some(path) = &self.token_file else {
             return Ok(None);
         };
-        use std::os::unix::fs::PermissionsExt;
-        let bad = |m: String| AgentError::Config(format!("token_file {}: {m}", path.display()));
-        let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(bad(format!(
-                "mode {mode:04o} lets others read it; run `chmod 600 {}`",
-                path.display()
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let t = text.trim();
-        if t.is_empty() {
-            return Err(bad("is empty".into()));
-        }
-        Ok(Some(t.to_string()))
+        lattice_client::read_token_file(path)
+            .map(Some)
+            .map_err(|e| AgentError::Config(format!("token_file: {e}")))
     }
 
     /// Rejects settings the agent cannot work with.

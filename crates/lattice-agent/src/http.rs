@@ -68,14 +68,9 @@ pub struct HttpState {
 /// Header with which the control plane proves it knows this agent's token.
 pub const NODE_KEY_HEADER: &str = "x-lattice-node-key";
 
-/// The [`NODE_KEY_HEADER`] value for an API token: its SHA-256, hex (what the control plane
-/// stores for it).
+/// The [`NODE_KEY_HEADER`] value for an API token: the hash the control plane stores for it.
 pub fn node_key(token: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    lattice_core::acl::secret_hash(token)
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -119,13 +114,7 @@ async fn logs(
             .get(NODE_KEY_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let same = given.len() == want.len()
-            && given
-                .bytes()
-                .zip(want.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !same {
+        if !lattice_core::acl::same_secret(given, want) {
             return Err(HttpError::Unauthorized(
                 "logs are served to the control plane only (missing or wrong x-lattice-node-key)"
                     .into(),

@@ -300,10 +300,10 @@ async fn dev_tokens(
         data_dir.join(AGENT_TOKEN_FILE),
     );
     if let (Ok(admin), Ok(agent)) = (
-        std::fs::read_to_string(&admin_path),
-        std::fs::read_to_string(&agent_path),
+        lattice_client::read_token_file(&admin_path),
+        lattice_client::read_token_file(&agent_path),
     ) {
-        return Ok((admin.trim().to_string(), agent.trim().to_string()));
+        return Ok((admin, agent));
     }
     let client = agent.client()?;
     // A developer's exported LATTICE_TOKEN becomes the admin token, so it keeps working
@@ -339,20 +339,10 @@ async fn dev_tokens(
         .context("creating the dev agent's token")?;
     let agent_token = created["secret"].as_str().unwrap_or_default().to_string();
     for (path, secret) in [(&admin_path, &admin), (&agent_path, &agent_token)] {
-        write_private(path, secret).with_context(|| format!("cannot write {}", path.display()))?;
+        lattice_client::write_token_file(path, secret)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok((admin, agent_token))
-}
-
-fn write_private(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    writeln!(f, "{secret}")
 }
 
 pub async fn dev(a: DevArgs) -> anyhow::Result<()> {

@@ -5,7 +5,6 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -555,6 +554,16 @@ fn the_cli_uses_tokens_from_the_environment_or_a_private_file() {
     assert!(err.contains("revoked"), "{err}");
 }
 
+/// The control-plane URL a `lattice dev` banner names.
+fn dev_endpoint(dev: &Proc) -> String {
+    wait_for(10, "the endpoint line", || {
+        dev.output_text().lines().find_map(|l| {
+            let rest = l.trim().strip_prefix("control plane : ")?;
+            Some(rest.split_whitespace().next()?.to_string())
+        })
+    })
+}
+
 #[test]
 fn dev_mode_prints_an_admin_token_or_says_loudly_that_access_control_is_off() {
     let dir = tempdir();
@@ -573,13 +582,7 @@ fn dev_mode_prints_an_admin_token_or_says_loudly_that_access_control_is_off() {
     );
     let secret = dev.url.clone();
     assert!(secret.starts_with("lat_"), "{secret}");
-    let api = wait_for(10, "the endpoint line", || {
-        dev.output_text().lines().find_map(|l| {
-            l.trim()
-                .strip_prefix("control plane : ")
-                .map(|r| r.split_whitespace().next().unwrap().to_string())
-        })
-    });
+    let api = dev_endpoint(&dev);
     wait_for(30, "the dev node", || {
         let (st, v) = call_as(Some(&secret), "GET", &format!("{api}/api/v1/nodes"), None);
         (st == 200 && v["nodes"].as_array()?.len() == 1).then_some(())
@@ -602,13 +605,7 @@ fn dev_mode_prints_an_admin_token_or_says_loudly_that_access_control_is_off() {
         &[],
         "ACCESS CONTROL IS OFF",
     );
-    let api = wait_for(10, "the endpoint line", || {
-        insecure.output_text().lines().find_map(|l| {
-            l.trim()
-                .strip_prefix("control plane : ")
-                .map(|r| r.split_whitespace().next().unwrap().to_string())
-        })
-    });
+    let api = dev_endpoint(&insecure);
     let (st, v) = call_as(
         None,
         "POST",
@@ -617,5 +614,4 @@ fn dev_mode_prints_an_admin_token_or_says_loudly_that_access_control_is_off() {
     );
     assert_eq!(st, 201, "{v}");
     assert_eq!(v["user"], "zed");
-    let _ = Duration::ZERO;
 }

@@ -10,6 +10,7 @@ mod error;
 mod policy;
 pub mod telemetry;
 mod tls;
+mod token_file;
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ pub use acl::TokenRequest;
 pub use error::{ClientError, ErrorBody};
 pub use policy::{ArrayChange, TenantList, VClusterInfo, VClusterList};
 pub use tls::TlsFailure;
+pub use token_file::{read_token_file, write_token_file, TokenFileError};
 
 /// One page of `GET /api/v1/allocations`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

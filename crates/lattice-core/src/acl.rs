@@ -13,6 +13,34 @@ use crate::error::Rejection;
 use crate::submit::validate_name;
 use crate::time::Timestamp;
 
+/// SHA-256 of a token secret, lower-case hex: what the state stores for a token, and what the
+/// control plane presents to an agent's log endpoint as proof that it knows the agent's token.
+pub fn secret_hash(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Compares two secrets without an early exit, so the answer time does not leak them.
+pub fn same_secret(given: &str, want: &str) -> bool {
+    given.len() == want.len()
+        && given
+            .bytes()
+            .zip(want.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// Whether `node` matches one of `patterns`: a node name, or a prefix ending in `*`.
+pub fn node_matches(patterns: &[String], node: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => node.starts_with(prefix),
+        None => p == node,
+    })
+}
+
 /// What a token may do, from most to least powerful (agents are a separate kind).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -88,10 +116,7 @@ impl Token {
 
     /// Whether an agent token covers node `node`.
     pub fn covers_node(&self, node: &str) -> bool {
-        self.nodes.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => node.starts_with(prefix),
-            None => p == node,
-        })
+        node_matches(&self.nodes, node)
     }
 
     /// Checks the record before it is stored (the server fills `id`, `hash` and times).
@@ -225,6 +250,16 @@ mod tests {
         assert!(!a.covers_node("si"));
         a.nodes = vec!["bad name".into()];
         assert!(a.validate().is_err());
+    }
+
+    #[test]
+    fn hashes_and_comparisons() {
+        assert_eq!(
+            secret_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd") && !same_secret("abc", "abcd"));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! (`$XDG_CONFIG_HOME/lattice/token`, by default `~/.config/lattice/token`), which must not be
 //! readable by group or others.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+
+use lattice_client::{read_token_file, write_token_file, TokenFileError};
 
 use super::CmdError;
 
@@ -28,51 +29,22 @@ pub fn token() -> Result<Option<String>, CmdError> {
     let Some(path) = token_file() else {
         return Ok(None);
     };
-    let meta = match std::fs::metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(CmdError::Usage(format!(
-                "cannot read token file {}: {e}",
-                path.display()
-            )))
-        }
-    };
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(CmdError::Usage(format!(
-            "refusing token file {}: its mode is {mode:04o}, readable by others; run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        )));
+    match read_token_file(&path) {
+        Ok(t) => Ok(Some(t)),
+        Err(TokenFileError::Missing(_) | TokenFileError::Empty(_)) => Ok(None),
+        Err(e) => Err(CmdError::Usage(e.to_string())),
     }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| CmdError::Usage(format!("cannot read token file {}: {e}", path.display())))?;
-    let t = text.trim().to_string();
-    Ok((!t.is_empty()).then_some(t))
 }
 
 /// Writes `secret` to the token file with mode 0600 (creating its directory).
 pub fn save(secret: &str) -> Result<PathBuf, CmdError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = token_file()
         .ok_or_else(|| CmdError::Usage("neither HOME nor XDG_CONFIG_HOME is set".into()))?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| CmdError::Io(format!("cannot create {}: {e}", dir.display())))?;
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| CmdError::Io(format!("cannot write {}: {e}", path.display())))?;
-    // An existing file keeps its mode on open: tighten it.
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| CmdError::Io(format!("cannot chmod {}: {e}", path.display())))?;
-    writeln!(f, "{secret}")
+    write_token_file(&path, secret)
         .map_err(|e| CmdError::Io(format!("cannot write {}: {e}", path.display())))?;
     Ok(path)
 }

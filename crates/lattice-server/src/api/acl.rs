@@ -5,7 +5,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use lattice_core::acl::{Role, Token};
+use lattice_core::acl::{secret_hash, Role, Token};
 use lattice_core::{Command, CommandOutcome, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -118,7 +118,7 @@ pub async fn bootstrap(
     let now = clock::now();
     let token = Token {
         id: random(secret::new_id())?,
-        hash: secret::hash(&secret),
+        hash: secret_hash(&secret),
         subject: "admin".into(),
         role: Role::Admin,
         tenants: vec![],
@@ -186,7 +186,7 @@ pub async fn create(
     let secret = random(secret::generate())?;
     let token = Token {
         id: random(secret::new_id())?,
-        hash: secret::hash(&secret),
+        hash: secret_hash(&secret),
         subject: req.subject,
         role,
         tenants: req.tenants,

@@ -17,23 +17,14 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
         .get(SECRET_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let want = app.cfg.cluster_secret.as_bytes();
-    if want.is_empty() {
+    if app.cfg.cluster_secret.is_empty() {
         // A member without a secret (the single-member default) never needs Raft RPCs.
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "Raft RPC refused: this member has no cluster secret configured (server.cluster_secret)",
         ));
     }
-    // Compare without an early exit so the answer time does not leak the secret.
-    let same = given.len() == want.len()
-        && given
-            .as_bytes()
-            .iter()
-            .zip(want)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+    if lattice_core::acl::same_secret(given, &app.cfg.cluster_secret) {
         Ok(())
     } else {
         Err(ApiError::new(

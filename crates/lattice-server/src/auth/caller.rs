@@ -1,6 +1,6 @@
 //! [`Caller`]: who a request acts as, once authenticated.
 
-use lattice_core::acl::{Role, Token};
+use lattice_core::acl::{node_matches, Role, Token};
 
 /// The authenticated identity of a request (in the request's extensions).
 #[derive(Clone, Debug)]
@@ -11,7 +11,8 @@ pub struct Caller {
     /// The token's public ID (`insecure` or `member` for the two tokenless callers).
     pub token_id: String,
     tenants: Vec<String>,
-    nodes: Option<Token>,
+    /// For agents: the node names and `prefix*` patterns it may act for.
+    nodes: Vec<String>,
     /// ACLs are off: the caller may name any user (the old, trusting behaviour).
     pub insecure: bool,
 }
@@ -23,7 +24,7 @@ impl Caller {
             role: t.role,
             token_id: t.id.clone(),
             tenants: t.tenants.clone(),
-            nodes: (t.role == Role::Agent).then(|| t.clone()),
+            nodes: t.nodes.clone(),
             insecure: false,
         }
     }
@@ -35,7 +36,7 @@ impl Caller {
             role: Role::Admin,
             token_id: "insecure".into(),
             tenants: Vec::new(),
-            nodes: None,
+            nodes: Vec::new(),
             insecure: true,
         }
     }
@@ -47,7 +48,7 @@ impl Caller {
             role: Role::Admin,
             token_id: "member".into(),
             tenants: Vec::new(),
-            nodes: None,
+            nodes: Vec::new(),
             insecure: false,
         }
     }
@@ -68,10 +69,10 @@ impl Caller {
 
     /// Whether an agent caller may act for `node` (admins may act for any node).
     pub fn covers_node(&self, node: &str) -> bool {
-        match (&self.nodes, self.role) {
-            (_, Role::Admin) => true,
-            (Some(t), Role::Agent) => t.covers_node(node),
-            _ => false,
+        match self.role {
+            Role::Admin => true,
+            Role::Agent => node_matches(&self.nodes, node),
+            Role::Operator | Role::User => false,
         }
     }
 

@@ -23,7 +23,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use lattice_core::acl::{Role, Unusable};
+use lattice_core::acl::{same_secret, secret_hash, Role, Unusable};
 use serde_json::json;
 
 use crate::api::error::ApiError;
@@ -97,7 +97,7 @@ fn cluster_secret_ok(app: &App, headers: &HeaderMap) -> bool {
         .get(SECRET_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    !app.cfg.cluster_secret.is_empty() && secret::same(given, &app.cfg.cluster_secret)
+    !app.cfg.cluster_secret.is_empty() && same_secret(given, &app.cfg.cluster_secret)
 }
 
 /// The token's caller, or a 401 naming what is wrong.
@@ -120,7 +120,7 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Caller, ApiE
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| unauthorized("malformed Authorization header: expected `Bearer <token>`"))?;
-    let hash = secret::hash(secret);
+    let hash = secret_hash(secret);
     let mut found = lookup(app, &hash);
     // The leader answered the token's creation after applying it: only a follower may lag.
     if found.is_none() && !app.is_leader() {

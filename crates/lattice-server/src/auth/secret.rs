@@ -1,6 +1,5 @@
-//! Token secrets: generation, hashing (SHA-256, hex) and constant-time comparison.
-
-use sha2::{Digest, Sha256};
+//! Token secrets and IDs: generation, and the checks on a secret a caller chooses. Hashing
+//! and comparison are `lattice_core::acl::{secret_hash, same_secret}`.
 
 /// A new random secret: `lat_` and 64 hex digits (256 bits from the OS).
 pub fn generate() -> Result<String, getrandom::Error> {
@@ -16,23 +15,8 @@ pub fn new_id() -> Result<String, getrandom::Error> {
     Ok(format!("tok-{}", hex(&b)))
 }
 
-/// What the state stores for a secret.
-pub fn hash(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Compares without an early exit, so the answer time does not leak the secret.
-pub fn same(given: &str, want: &str) -> bool {
-    given.len() == want.len()
-        && given
-            .bytes()
-            .zip(want.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 /// Secrets a caller chooses (bootstrap with a given token) must be hard to guess.
@@ -57,11 +41,6 @@ mod tests {
         assert_ne!(a, generate().unwrap());
         let id = new_id().unwrap();
         assert!(id.starts_with("tok-") && id.len() == 20);
-        assert_eq!(
-            hash("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "abcd"));
         assert!(check_chosen("short").is_err());
         assert!(check_chosen("with space inside!!").is_err());
         assert!(check_chosen(&a).is_ok());
