@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::acl::Token;
 use crate::agent::ExitReport;
 use crate::allocation::{AllocId, Allocation, AllocationSpec};
+use crate::audit::{AuditHead, AuditRecord};
 use crate::checkpoint::{CheckpointRecord, CheckpointReport};
 use crate::error::Rejection;
 use crate::node::{Node, NodeId, NodeRegistration};
@@ -118,6 +119,69 @@ pub enum Command {
         id: String,
         by: String,
     },
+    /// A user of a sensitive tenant claims nodes for exclusive use.
+    ClaimNodes { now: Timestamp, claim: ClaimSpec },
+    /// Claimed nodes are released: their agents wipe them, then they return to the pool.
+    ReleaseNodes {
+        now: Timestamp,
+        release: ReleaseSpec,
+    },
+    /// Agents report wipes that ended on their nodes.
+    ReportWipes {
+        now: Timestamp,
+        reports: Vec<WipeReport>,
+    },
+    /// Access and refusal entries of the audit log (reads of sensitive allocations, audit
+    /// queries, refused requests), committed before the read is answered.
+    RecordAudit {
+        now: Timestamp,
+        records: Vec<AuditRecord>,
+    },
+    /// Retention: audit entries up to `through` leave the log; `anchor` is the hash of entry
+    /// `through` (the `prev_hash` of the first kept one).
+    PruneAudit {
+        now: Timestamp,
+        through: u64,
+        anchor: String,
+    },
+}
+
+/// What `lattice claim` asks for: `count` free nodes, or the nodes `node_ids` names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimSpec {
+    pub tenant: String,
+    /// The claim's holder (the caller).
+    pub user: String,
+    /// Who asked, when not `user` (an admin claiming for a user).
+    pub by: Option<String>,
+    pub count: u32,
+    pub node_ids: Vec<NodeId>,
+}
+
+/// What `lattice release` gives back: the named nodes, or (empty `node_ids`) every node
+/// `user` holds for `tenant`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseSpec {
+    pub tenant: String,
+    pub user: String,
+    pub node_ids: Vec<NodeId>,
+    /// Who asked.
+    pub by: String,
+    /// Release nodes held by another user (admins, the tenant's admins).
+    pub force: bool,
+}
+
+/// An agent's report of a wipe that ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WipeReport {
+    pub node_id: NodeId,
+    /// The [`crate::node::Wipe::id`] it ran for.
+    pub wipe_id: u64,
+    pub success: bool,
+    /// What the wipe printed last or why it failed (bounded by the agent).
+    #[serde(default)]
+    pub detail: String,
 }
 
 /// What a hold, release or requeue acts on.
@@ -150,6 +214,40 @@ impl Command {
             Command::BootstrapAcl { .. } => "bootstrap_acl",
             Command::CreateToken { .. } => "create_token",
             Command::RevokeToken { .. } => "revoke_token",
+            Command::ClaimNodes { .. } => "claim_nodes",
+            Command::ReleaseNodes { .. } => "release_nodes",
+            Command::ReportWipes { .. } => "report_wipes",
+            Command::RecordAudit { .. } => "record_audit",
+            Command::PruneAudit { .. } => "prune_audit",
+        }
+    }
+
+    /// The leader's clock when the command was proposed.
+    pub fn now(&self) -> Timestamp {
+        match self {
+            Command::SubmitAllocation { now, .. }
+            | Command::CancelAllocation { now, .. }
+            | Command::RegisterNode { now, .. }
+            | Command::SetNodeDrain { now, .. }
+            | Command::ApplyPlan { now, .. }
+            | Command::ReportExits { now, .. }
+            | Command::SetNodeLiveness { now, .. }
+            | Command::Submit { now, .. }
+            | Command::CancelArray { now, .. }
+            | Command::SetHold { now, .. }
+            | Command::Requeue { now, .. }
+            | Command::PutTenant { now, .. }
+            | Command::PutVCluster { now, .. }
+            | Command::RequestCheckpoint { now, .. }
+            | Command::ReportCheckpoints { now, .. }
+            | Command::BootstrapAcl { now, .. }
+            | Command::CreateToken { now, .. }
+            | Command::RevokeToken { now, .. }
+            | Command::ClaimNodes { now, .. }
+            | Command::ReleaseNodes { now, .. }
+            | Command::ReportWipes { now, .. }
+            | Command::RecordAudit { now, .. }
+            | Command::PruneAudit { now, .. } => *now,
         }
     }
 }
@@ -191,6 +289,12 @@ pub enum CommandOutcome {
         changed: Vec<AllocId>,
     },
     Token(Box<Token>),
+    /// Nodes claimed or released (as they are now).
+    Nodes(Vec<Node>),
+    /// Where the audit chain stands after the command.
+    Audit {
+        head: AuditHead,
+    },
 }
 
 /// The response of applying one command: an outcome or a business rejection.

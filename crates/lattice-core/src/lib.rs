@@ -10,6 +10,7 @@ pub mod acl;
 pub mod agent;
 pub mod allocation;
 pub mod array;
+pub mod audit;
 pub mod checkpoint;
 pub mod command;
 pub mod dependency;

@@ -103,6 +103,30 @@ pub struct Node {
     pub allocations: BTreeSet<AllocId>,
     /// State revision at which this node's assigned work last changed (for agent long-polls).
     pub work_revision: u64,
+    /// A sensitive tenant's user owns the node (`lattice claim`): only that user's work of
+    /// that tenant runs here.
+    pub claim: Option<NodeClaim>,
+}
+
+/// Exclusive ownership of a node by one user of a sensitive tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeClaim {
+    pub tenant: String,
+    pub user: String,
+    pub since: Timestamp,
+    /// Who made the claim, when not `user` (an admin).
+    pub by: Option<String>,
+    /// Set on release: the agent runs the wipe command; the claim ends when it reports.
+    pub wipe: Option<Wipe>,
+}
+
+/// A wipe the node's agent must run before the node returns to the pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wipe {
+    /// Identifies this wipe in the agent's report (the state revision of the release).
+    pub id: u64,
+    pub requested_at: Timestamp,
+    pub requested_by: String,
 }
 
 impl Node {
@@ -124,6 +148,7 @@ impl Node {
             state_reason: None,
             allocations: BTreeSet::new(),
             work_revision: revision,
+            claim: None,
         }
     }
 
@@ -140,9 +165,23 @@ impl Node {
         };
     }
 
-    /// Ready and holding no allocation: a candidate for new work.
+    /// Ready, holding no allocation and claimed by nobody: a candidate for new work.
     pub fn is_free(&self) -> bool {
+        self.claim.is_none() && self.is_idle()
+    }
+
+    /// Ready and holding no allocation (claimed or not).
+    pub fn is_idle(&self) -> bool {
         self.state == NodeState::Ready && self.allocations.is_empty()
+    }
+
+    /// Whether the node's claim lets `user`'s work of `tenant` start here now: claimed by
+    /// them, not being wiped, ready and idle.
+    pub fn free_for(&self, tenant: &str, user: &str) -> bool {
+        self.claim
+            .as_ref()
+            .is_some_and(|c| c.tenant == tenant && c.user == user && c.wipe.is_none())
+            && self.is_idle()
     }
 
     /// Whether the node's resources satisfy the constraints (ignoring its state).

@@ -349,7 +349,8 @@ impl Work {
 
 /// When `n` is expected to be free (see [`Cycle::avail`]).
 fn expected_free(state: &ClusterState, n: &Node) -> u64 {
-    if n.down || n.drain {
+    if n.down || n.drain || n.claim.is_some() {
+        // Claimed nodes are a private pool (`claims.rs`), never the shared one's.
         return NEVER;
     }
     n.allocations

@@ -16,6 +16,7 @@
 //! 4. [`reasons`] and estimated starts that changed go into the plan.
 
 pub mod backfill;
+pub mod claims;
 pub mod cycle;
 pub mod feasibility;
 pub mod order;
@@ -36,8 +37,8 @@ use crate::time::Timestamp;
 
 pub use backfill::Reservation;
 pub use reasons::{
-    REASON_ARRAY_LIMIT, REASON_DEPENDENCY, REASON_HELD, REASON_PREEMPTING, REASON_PRIORITY,
-    REASON_QUOTA, REASON_RESOURCES, REASON_UNSATISFIABLE,
+    REASON_ARRAY_LIMIT, REASON_CLAIM, REASON_DEPENDENCY, REASON_HELD, REASON_PREEMPTING,
+    REASON_PRIORITY, REASON_QUOTA, REASON_RESOURCES, REASON_UNSATISFIABLE,
 };
 
 /// Start `allocation` on `nodes` (rank order).
@@ -130,11 +131,20 @@ fn run_cycle(
     cx.parallel_from = parallel_from;
     cx.start_claims(&mut plan);
     let mut reasons = reasons::Reasons::new(state);
-    for (name, ids) in due {
-        let Some(vc) = state.vcluster(name) else {
-            continue; // submissions to unknown vClusters are refused
-        };
-        let pending = pending_of(state, ids);
+    let mut private = Vec::new();
+    let queues: Vec<_> = due
+        .into_iter()
+        .filter_map(|(name, ids)| {
+            // Submissions to unknown vClusters are refused.
+            let vc = state.vcluster(name)?;
+            Some((
+                vc,
+                claims::split(state, pending_of(state, ids), &mut private),
+            ))
+        })
+        .collect();
+    claims::place(&mut cx, private, &mut plan, &mut reasons);
+    for (vc, pending) in queues {
         traces.push(pass::run(&mut cx, vc, pending, &mut plan, &mut reasons));
     }
     (plan, traces)

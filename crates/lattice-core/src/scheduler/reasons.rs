@@ -17,6 +17,7 @@ pub const REASON_DEPENDENCY: &str = "dependency";
 pub const REASON_HELD: &str = "held";
 pub const REASON_ARRAY_LIMIT: &str = "array_limit";
 pub const REASON_PREEMPTING: &str = "preempting";
+pub const REASON_CLAIM: &str = "claim";
 
 /// The detail of a preemptor waiting for `victims` allocations to stop.
 pub fn preempting_detail(victims: usize) -> String {
@@ -64,6 +65,13 @@ pub enum Why<'a> {
     Preempting {
         victims: usize,
     },
+    /// A sensitive tenant's allocation waits for nodes its user claimed.
+    Claim {
+        tenant: &'a str,
+        user: &'a str,
+        need: usize,
+        claimed: usize,
+    },
 }
 
 impl Why<'_> {
@@ -77,6 +85,7 @@ impl Why<'_> {
             Why::Dependency { .. } => REASON_DEPENDENCY,
             Why::Held => REASON_HELD,
             Why::Preempting { .. } => REASON_PREEMPTING,
+            Why::Claim { .. } => REASON_CLAIM,
         }
     }
 
@@ -125,6 +134,15 @@ impl Why<'_> {
             }
             Why::Held => "held".to_string(),
             Why::Preempting { victims } => preempting_detail(victims),
+            Why::Claim {
+                tenant,
+                user,
+                need,
+                claimed,
+            } => format!(
+                "tenant {tenant} is sensitive: its work runs only on nodes its user claimed; \
+                 waiting for {need} idle node(s) claimed by {user} (holds {claimed})"
+            ),
         }
     }
 }

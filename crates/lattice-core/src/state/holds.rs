@@ -2,6 +2,7 @@
 //! `held`) until released. On a whole array, every pending element is held or released.
 
 use crate::allocation::{AllocId, AllocState};
+use crate::audit::AuditAction;
 use crate::command::{CommandOutcome, CommandResult, Target};
 use crate::error::Rejection;
 use crate::state::ClusterState;
@@ -70,10 +71,12 @@ impl ClusterState {
                 a.reason_detail = Some(format!("held by {by}"));
                 // A held preemptor gives up the nodes it claimed.
                 self.drop_claim(*id);
+                self.audit_alloc(*id, AuditAction::Held, format!("held by {by}"));
             } else {
                 // The next scheduling cycle says why it waits now.
                 a.reason = None;
                 a.reason_detail = None;
+                self.audit_alloc(*id, AuditAction::Unheld, format!("released by {by}"));
             }
         }
         Ok(match target {

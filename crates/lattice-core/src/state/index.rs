@@ -116,6 +116,7 @@ impl ClusterState {
             // A claim only lives while its preemptor waits.
             self.drop_claim(id);
         }
+        self.audit_transition(id, from, to);
     }
 
     /// Takes a live array element out of its array's tally (before it is superseded).
@@ -157,6 +158,7 @@ impl ClusterState {
             a.estimated_start = None;
             a.held = false;
             self.totals.on_ended(&self.allocations[&id]);
+            self.audit_ended(id);
             if ran {
                 self.charge_usage(id, now);
             }

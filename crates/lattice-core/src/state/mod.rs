@@ -7,15 +7,19 @@
 //! `requeue.rs`, `tenants.rs`, `vclusters.rs`, `nodes.rs`, `plan.rs` (a scheduling cycle),
 //! `preemption.rs` (preemptions, claims, checkpoint requests and reports),
 //! `dependencies.rs` (dependency status and the `dependency_failed` cascade), `index.rs` (the
-//! one place allocation states change, keeping the derived indexes in step), `query.rs`.
+//! one place allocation states change, keeping the derived indexes in step), `query.rs`,
+//! `node_claims.rs` (sensitive tenants' node claims, releases and wipes), `audit.rs` (the
+//! audit chain: entries produced in the same apply as their action).
 
 mod acl;
 mod allocations;
 mod arrays;
+mod audit;
 mod dependencies;
 mod holds;
 mod index;
 mod metrics_view;
+mod node_claims;
 mod nodes;
 mod plan;
 mod preemption;
@@ -34,6 +38,7 @@ pub use query::AllocationFilter;
 
 use crate::allocation::{AllocId, AllocState, Allocation};
 use crate::array::ArrayInfo;
+use crate::audit::AuditHead;
 use crate::command::{Command, CommandResult};
 use crate::fairshare::Usage;
 use crate::node::{Node, NodeId};
@@ -89,6 +94,10 @@ pub struct ClusterState {
     claims: BTreeMap<NodeId, AllocId>,
     /// API tokens (hashes only) with their hash index.
     acl: Acl,
+    /// Where the audit chain of sensitive tenants stands (`audit.rs`).
+    audit: AuditHead,
+    /// The current command's time and the audit entries it produced (not replicated state).
+    scratch: audit::AuditScratch,
 }
 
 /// The serialized form of [`ClusterState`].
@@ -103,6 +112,7 @@ pub struct StateData {
     arrays: BTreeMap<AllocId, ArrayInfo>,
     usage: UsageTable,
     acl: AclData,
+    audit: AuditHead,
 }
 
 impl From<StateData> for ClusterState {
@@ -127,6 +137,8 @@ impl From<StateData> for ClusterState {
             totals: AllocationTotals::default(),
             claims: BTreeMap::new(),
             acl: Acl::from(d.acl),
+            audit: d.audit,
+            scratch: audit::AuditScratch::default(),
         };
         for (_, a) in d.allocations {
             s.insert_allocation(*a);
@@ -147,6 +159,7 @@ impl From<ClusterState> for StateData {
             arrays: s.arrays,
             usage: s.usage,
             acl: s.acl.into(),
+            audit: s.audit,
         }
     }
 }
@@ -171,6 +184,7 @@ impl Default for ClusterState {
             arrays: BTreeMap::new(),
             usage: BTreeMap::new(),
             acl: AclData::default(),
+            audit: AuditHead::default(),
         })
     }
 }
@@ -179,6 +193,7 @@ impl ClusterState {
     /// Applies one command. Deterministic: depends only on `self` and `cmd`.
     pub fn apply(&mut self, cmd: &Command) -> CommandResult {
         self.revision += 1;
+        self.scratch.now = cmd.now();
         match cmd {
             Command::SubmitAllocation { now, spec } => self.submit_legacy(*now, spec),
             Command::CancelAllocation { now, id, by } => self.cancel(*now, *id, by),
@@ -220,6 +235,13 @@ impl ClusterState {
             Command::BootstrapAcl { token, .. } => self.bootstrap_acl(token),
             Command::CreateToken { token, .. } => self.create_token(token),
             Command::RevokeToken { now, id, by } => self.revoke_token(*now, id, by),
+            Command::ClaimNodes { now, claim } => self.claim_nodes(*now, claim),
+            Command::ReleaseNodes { now, release } => self.release_nodes(*now, release),
+            Command::ReportWipes { reports, .. } => Ok(self.report_wipes(reports)),
+            Command::RecordAudit { records, .. } => self.record_audit(records),
+            Command::PruneAudit {
+                through, anchor, ..
+            } => self.prune_audit(*through, anchor),
         }
     }
 

@@ -103,6 +103,25 @@ impl ClusterState {
                 .nodes
                 .get(nid)
                 .ok_or_else(|| format!("unknown node {nid}"))?;
+            if tenant.sensitive {
+                // Only its user's claimed nodes, whatever the vCluster (`scheduler/claims.rs`).
+                if !n.free_for(&a.tenant, &a.user) || taken.contains(nid) {
+                    return Err(format!(
+                        "node {nid} is not an idle node claimed by {} for tenant {}",
+                        a.user, a.tenant
+                    ));
+                }
+                if !n.satisfies(&a.constraints) {
+                    return Err(format!("node {nid} does not satisfy the constraints"));
+                }
+                continue;
+            }
+            if let Some(c) = &n.claim {
+                return Err(format!(
+                    "node {nid} is claimed by {} (tenant {})",
+                    c.user, c.tenant
+                ));
+            }
             if !n.is_free() || taken.contains(nid) {
                 return Err(format!("node {nid} is not free ({})", n.state));
             }

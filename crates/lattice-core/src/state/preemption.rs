@@ -14,6 +14,7 @@
 use std::collections::BTreeSet;
 
 use crate::allocation::{AllocId, AllocState, Preemption};
+use crate::audit::AuditAction;
 use crate::checkpoint::{CheckpointRecord, CheckpointReport, CheckpointRound, RankCheckpoint};
 use crate::command::{CommandOutcome, CommandResult};
 use crate::error::Rejection;
@@ -49,6 +50,9 @@ impl ClusterState {
             .ok_or_else(|| format!("unknown vCluster {}", a.vcluster))?;
         if !vc.preemption {
             return Err(format!("preemption is disabled in vCluster {}", vc.name));
+        }
+        if self.is_sensitive(&a.tenant) {
+            return Err("work of a sensitive tenant runs only on its claimed nodes".into());
         }
         if p.nodes.len() != a.nodes as usize || p.victims.is_empty() {
             return Err(format!(
@@ -92,6 +96,12 @@ impl ClusterState {
             if taken.contains(nid) || n.down || n.drain {
                 return Err(format!("node {nid} is not available ({})", n.state));
             }
+            if let Some(c) = &n.claim {
+                return Err(format!(
+                    "node {nid} is claimed by {} (tenant {})",
+                    c.user, c.tenant
+                ));
+            }
             if !n.allocations.iter().all(|x| victims.contains(x)) {
                 return Err(format!("node {nid} holds work that is not a victim"));
             }
@@ -122,6 +132,11 @@ impl ClusterState {
                 a.reason = Some("preempting".into());
                 a.reason_detail = Some(format!("preempted by allocation {}", p.preemptor));
             }
+            self.audit_alloc(
+                v,
+                AuditAction::Preempted,
+                format!("for allocation {}", p.preemptor),
+            );
             self.touch_nodes_of(v);
         }
         self.drop_claim(p.preemptor);
@@ -231,8 +246,10 @@ impl ClusterState {
         }) {
             let round = a.checkpoint_rounds.remove(i);
             let record = round.conclude(&a.assigned_nodes, now);
-            a.note_checkpoint(record);
+            a.note_checkpoint(record.clone());
+            self.audit_checkpoint(id, &record);
         }
+        let a = self.allocations.get_mut(&id).expect("caller checked");
         let by = a.preemption.take().map(|p| p.by);
         a.checkpoint_rounds.clear();
         a.preempt_count += 1;
@@ -293,6 +310,9 @@ impl ClusterState {
                 None => ignored += 1,
                 Some(done) => {
                     applied += 1;
+                    if let Some(record) = &done {
+                        self.audit_checkpoint(r.allocation_id, record);
+                    }
                     checkpoints.extend(done);
                 }
             }

@@ -7,6 +7,7 @@
 //! as a failed dependency and no longer counts in its array.
 
 use crate::allocation::{AllocId, AllocState, Allocation};
+use crate::audit::AuditAction;
 use crate::command::{CommandOutcome, CommandResult, Target};
 use crate::error::Rejection;
 use crate::state::ClusterState;
@@ -78,6 +79,16 @@ impl ClusterState {
                 self.touch_nodes_of(old);
             }
             self.insert_allocation(fresh);
+            self.audit_alloc(
+                old,
+                AuditAction::Requeued,
+                format!("requeued by {by} as allocation {new}"),
+            );
+            self.audit_alloc(
+                new,
+                AuditAction::Submitted,
+                format!("requeue of allocation {old} by {by}"),
+            );
             created.push(new);
         }
         Ok(match target {

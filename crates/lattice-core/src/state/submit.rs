@@ -4,6 +4,7 @@
 
 use crate::allocation::{AllocId, AllocState, Allocation, AllocationSpec};
 use crate::array::ArrayInfo;
+use crate::audit::AuditAction;
 use crate::command::{CommandOutcome, CommandResult};
 use crate::dependency::{DepStatus, Dependency, DependencyRef, JobRef};
 use crate::error::Rejection;
@@ -98,6 +99,11 @@ impl ClusterState {
                 a.reason_detail = Some("submitted held".into());
             }
             self.insert_allocation(a);
+            let detail = match &options.submitted_by {
+                Some(by) => format!("submitted by {by}"),
+                None => String::new(),
+            };
+            self.audit_alloc(id, AuditAction::Submitted, detail);
             if let Some(d) = broken {
                 // A `success` dependency that already failed can never be met.
                 let what = self.job_ref_of(d.on, d.array);
