@@ -53,16 +53,33 @@ pub enum Role {
     User,
     /// The agent protocol, for the nodes the token names.
     Agent,
+    /// A user of the tenants the token names who also administers them: sees the whole
+    /// tenants' audit log and may release any claim of theirs (appended: roles are encoded
+    /// by index).
+    #[serde(rename = "tenant-admin")]
+    TenantAdmin,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::User, Role::Agent];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Operator,
+        Role::User,
+        Role::Agent,
+        Role::TenantAdmin,
+    ];
+
+    /// Roles whose tokens name tenants and are limited to them.
+    pub fn is_tenant_scoped(self) -> bool {
+        matches!(self, Role::User | Role::TenantAdmin)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
             Role::Operator => "operator",
             Role::User => "user",
+            Role::TenantAdmin => "tenant-admin",
             Role::Agent => "agent",
         }
     }
@@ -139,10 +156,10 @@ impl Token {
             validate_name("tenants", t)?;
         }
         match self.role {
-            Role::User if self.tenants.is_empty() => {
+            Role::User | Role::TenantAdmin if self.tenants.is_empty() => {
                 return Err(Rejection::invalid(
                     "tenants",
-                    "a user token must name at least one tenant",
+                    format!("a {} token must name at least one tenant", self.role.as_str()),
                 ))
             }
             Role::Agent if self.nodes.is_empty() => {
@@ -151,7 +168,7 @@ impl Token {
                     "an agent token must name at least one node (or a prefix ending in *)",
                 ))
             }
-            Role::User | Role::Agent => {}
+            Role::User | Role::TenantAdmin | Role::Agent => {}
             Role::Admin | Role::Operator => {
                 if !self.tenants.is_empty() || !self.nodes.is_empty() {
                     return Err(Rejection::invalid(
@@ -164,10 +181,10 @@ impl Token {
                 }
             }
         }
-        if self.role != Role::User && !self.tenants.is_empty() {
+        if !self.role.is_tenant_scoped() && !self.tenants.is_empty() {
             return Err(Rejection::invalid(
                 "tenants",
-                "only user tokens name tenants",
+                "only user and tenant-admin tokens name tenants",
             ));
         }
         if self.role != Role::Agent && !self.nodes.is_empty() {

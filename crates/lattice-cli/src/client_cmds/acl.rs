@@ -47,10 +47,11 @@ pub enum TokenCmd {
         /// The user (or agent) name its requests act as.
         #[arg(long)]
         subject: String,
-        /// admin, operator, user or agent.
-        #[arg(long, value_parser = ["admin", "operator", "user", "agent"])]
+        /// admin, operator, user, tenant-admin (a user who also sees the tenants' whole audit
+        /// log and may release their claims) or agent.
+        #[arg(long, value_parser = ["admin", "operator", "user", "tenant-admin", "agent"])]
         role: String,
-        /// For user tokens: a tenant it may use (repeat for several).
+        /// For user and tenant-admin tokens: a tenant it may use (repeat for several).
         #[arg(long = "tenant")]
         tenants: Vec<String>,
         /// For agent tokens: a node it may act for, or a prefix ending in * (repeatable).

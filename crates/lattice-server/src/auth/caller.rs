@@ -57,14 +57,16 @@ impl Caller {
     pub fn sees_tenant(&self, tenant: &str) -> bool {
         match self.role {
             Role::Admin | Role::Operator => true,
-            Role::User => self.tenants.iter().any(|t| t == tenant),
+            Role::User | Role::TenantAdmin => self.tenants.iter().any(|t| t == tenant),
             Role::Agent => false,
         }
     }
 
     /// The tenants a user is limited to; `None` for roles that see every tenant.
     pub fn tenant_scope(&self) -> Option<&[String]> {
-        (self.role == Role::User).then_some(self.tenants.as_slice())
+        self.role
+            .is_tenant_scoped()
+            .then_some(self.tenants.as_slice())
     }
 
     /// Whether an agent caller may act for `node` (admins may act for any node).
@@ -72,7 +74,7 @@ impl Caller {
         match self.role {
             Role::Admin => true,
             Role::Agent => node_matches(&self.nodes, node),
-            Role::Operator | Role::User => false,
+            Role::Operator | Role::User | Role::TenantAdmin => false,
         }
     }
 
