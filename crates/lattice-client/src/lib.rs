@@ -14,7 +14,10 @@ mod token_file;
 
 use std::time::{Duration, Instant};
 
-use lattice_core::agent::{HeartbeatRequest, HeartbeatResponse, WorkRequest, WorkResponse};
+use lattice_core::agent::{
+    HeartbeatRequest, HeartbeatResponse, WipeReportRequest, WipeReportResponse, WorkRequest,
+    WorkResponse,
+};
 use lattice_core::submit::SubmitRequest;
 use lattice_core::{AllocId, Allocation, Node, NodeRegistration};
 use reqwest::{Method, StatusCode};
@@ -433,6 +436,23 @@ impl Client {
             None,
             Some(&body),
             timeout,
+        )
+        .await
+    }
+
+    /// Reports wipes that ended on the agent's nodes (resending is safe: a report of a wipe
+    /// no longer pending is ignored).
+    pub async fn report_wipes(
+        &self,
+        req: &WipeReportRequest,
+    ) -> Result<WipeReportResponse, ClientError> {
+        let body = serde_json::to_value(req).map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.json(
+            Method::POST,
+            "/api/v1/agent/wipes",
+            None,
+            Some(&body),
+            Self::TIMEOUT,
         )
         .await
     }

@@ -1,5 +1,6 @@
-//! The agent protocol's messages: heartbeats carrying exit reports, and the long-poll through
-//! which an agent learns what should run (and what should stop) on its nodes.
+//! The agent protocol's messages: heartbeats carrying exit reports, the long-poll through
+//! which an agent learns what should run (and what should stop) on its nodes and which of
+//! them it must wipe, and the reports of those wipes.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::allocation::AllocId;
 use crate::checkpoint::{CheckpointReport, CheckpointSpec};
+use crate::command::WipeReport;
 use crate::node::NodeId;
 use crate::time::Timestamp;
 
@@ -114,10 +116,38 @@ pub struct Assignment {
     pub checkpoint_requests: u64,
 }
 
+/// A wipe the agent of `node_id` must run: the node's sensitive claim was released
+/// ([`crate::node::NodeClaim::wipe`]); the node returns to the pool when the agent reports it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WipeOrder {
+    pub node_id: NodeId,
+    /// The [`crate::node::Wipe::id`] the report must name.
+    pub wipe_id: u64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkResponse {
     pub revision: u64,
     /// Every allocation currently occupying one of the requested nodes.
     pub assignments: Vec<Assignment>,
     pub unknown_nodes: Vec<NodeId>,
+    /// Requested nodes whose claim waits for a wipe (JSON only, never in the Raft log:
+    /// absent from an older server's answer).
+    #[serde(default)]
+    pub wipes: Vec<WipeOrder>,
+}
+
+/// `POST /api/v1/agent/wipes`: wipes that ended on the agent's nodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WipeReportRequest {
+    pub reports: Vec<WipeReport>,
+}
+
+/// How many of the reports ended a pending wipe; the others (no such wipe pending: a resent
+/// or stale report) were ignored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WipeReportResponse {
+    pub applied: u32,
+    pub ignored: u32,
 }

@@ -1,7 +1,7 @@
 //! Read-side helpers over [`ClusterState`]: filtered allocation pages and the work assigned to
-//! a set of nodes.
+//! a set of nodes (with the wipes their agents must run).
 
-use crate::agent::{Assignment, Desired, WorkResponse};
+use crate::agent::{Assignment, Desired, WipeOrder, WorkResponse};
 use crate::allocation::{AllocId, AllocState, Allocation};
 use crate::node::NodeId;
 use crate::state::ClusterState;
@@ -72,7 +72,8 @@ impl ClusterState {
             .unwrap_or(0)
     }
 
-    /// What should run, or stop, on each of `nodes`.
+    /// What should run, or stop, on each of `nodes`, and which of them to wipe. A release
+    /// bumps the node's `work_revision`, so a new wipe order wakes the agent's long-poll.
     pub fn work_for(&self, nodes: &[NodeId]) -> WorkResponse {
         let mut out = WorkResponse {
             revision: self.work_revision(nodes),
@@ -83,6 +84,12 @@ impl ClusterState {
                 out.unknown_nodes.push(nid.clone());
                 continue;
             };
+            if let Some(w) = n.claim.as_ref().and_then(|c| c.wipe.as_ref()) {
+                out.wipes.push(WipeOrder {
+                    node_id: nid.clone(),
+                    wipe_id: w.id,
+                });
+            }
             for aid in &n.allocations {
                 let Some(a) = self.allocations.get(aid) else {
                     continue;

@@ -1,7 +1,8 @@
 //! `/api/v1/agent/*`: the agent protocol. Registration goes through Raft; heartbeats only
 //! refresh this member's in-memory table (nothing per-heartbeat is replicated) unless they
 //! carry checkpoint or exit reports; the work long-poll answers as soon as the work of the
-//! asking agent's nodes changes.
+//! asking agent's nodes changes (new assignments, stops, wipe orders); wipe reports go
+//! through Raft.
 
 use std::time::Duration;
 
@@ -9,7 +10,10 @@ use axum::extract::State;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use lattice_core::agent::{HeartbeatRequest, HeartbeatResponse, WorkRequest, WorkResponse};
+use lattice_core::agent::{
+    HeartbeatRequest, HeartbeatResponse, WipeReportRequest, WipeReportResponse, WorkRequest,
+    WorkResponse,
+};
 use lattice_core::{Command, CommandOutcome, Node, NodeRegistration};
 
 use super::error::ApiError;
@@ -26,6 +30,8 @@ const HEARTBEAT_FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_WAIT: Duration = Duration::from_secs(60);
 /// Most nodes one agent request may name.
 const MAX_NODES_PER_REQUEST: usize = 100_000;
+/// Longest `detail` of a wipe report, in bytes (the agent sends a few hundred).
+const MAX_WIPE_DETAIL_BYTES: usize = 4096;
 
 fn check_nodes(nodes: &[String]) -> Result<(), ApiError> {
     if nodes.is_empty() {
@@ -175,5 +181,51 @@ pub async fn work(
             _ = stop.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
+    }
+}
+
+/// `POST /api/v1/agent/wipes`: wipes that ended on the agent's nodes, committed in one Raft
+/// entry. Reports of wipes no longer pending are counted as ignored, so agents resend safely.
+pub async fn wipes(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<WipeReportRequest>,
+) -> Result<Json<WipeReportResponse>, ApiError> {
+    if req.reports.is_empty() {
+        return Err(ApiError::bad_request(
+            "reports",
+            "must carry at least one report",
+        ));
+    }
+    if req.reports.len() > MAX_NODES_PER_REQUEST {
+        return Err(ApiError::bad_request(
+            "reports",
+            format!("at most {MAX_NODES_PER_REQUEST} reports per request"),
+        ));
+    }
+    if req
+        .reports
+        .iter()
+        .any(|r| r.detail.len() > MAX_WIPE_DETAIL_BYTES)
+    {
+        return Err(ApiError::bad_request(
+            "detail",
+            format!("at most {MAX_WIPE_DETAIL_BYTES} bytes"),
+        ));
+    }
+    check_scope(&caller, req.reports.iter().map(|r| &r.node_id))?;
+    let out = app
+        .propose(Command::ReportWipes {
+            now: clock::now(),
+            reports: req.reports,
+        })
+        .await?;
+    match out {
+        CommandOutcome::Reports {
+            applied, ignored, ..
+        } => Ok(Json(WipeReportResponse { applied, ignored })),
+        other => Err(ApiError::internal(format!(
+            "unexpected apply outcome {other:?}"
+        ))),
     }
 }

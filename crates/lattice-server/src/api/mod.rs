@@ -106,6 +106,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/agent/register", post(agent::register))
         .route("/api/v1/agent/heartbeat", post(agent::heartbeat))
         .route("/api/v1/agent/work", post(agent::work))
+        .route("/api/v1/agent/wipes", post(agent::wipes))
         .route("/api/v1/raft/status", get(members::status))
         .route("/api/v1/raft/members", post(members::add))
         .route("/api/v1/raft/members/{id}", delete(members::remove))

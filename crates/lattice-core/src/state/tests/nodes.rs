@@ -234,3 +234,87 @@ fn re_registration_brings_a_down_node_back() {
         "a ready node still says why it was down"
     );
 }
+
+/// A released claim's wipe is ordered in the work answer of its node (and wakes its
+/// long-poll); the order disappears once the wipe is reported.
+#[test]
+fn work_orders_the_wipe_of_a_released_node_until_it_is_reported() {
+    use crate::agent::WipeOrder;
+    use crate::command::{ClaimSpec, ReleaseSpec, WipeReport};
+    use crate::tenant::TenantChange;
+
+    let mut s = cluster(&["n1", "n2"]);
+    ok(
+        &mut s,
+        Command::PutTenant {
+            now: at(1),
+            name: "secret".into(),
+            change: TenantChange {
+                sensitive: Some(true),
+                ..TenantChange::default()
+            },
+            create: true,
+        },
+    );
+    ok(
+        &mut s,
+        Command::ClaimNodes {
+            now: at(2),
+            claim: ClaimSpec {
+                tenant: "secret".into(),
+                user: "ada".into(),
+                by: None,
+                count: 0,
+                node_ids: vec!["n1".into()],
+            },
+        },
+    );
+    let both = ["n1".to_string(), "n2".to_string()];
+    assert!(s.work_for(&both).wipes.is_empty(), "claimed, not released");
+    let before = s.work_revision(&both);
+    ok(
+        &mut s,
+        Command::ReleaseNodes {
+            now: at(3),
+            release: ReleaseSpec {
+                tenant: "secret".into(),
+                user: "ada".into(),
+                node_ids: Vec::new(),
+                by: "ada".into(),
+                force: false,
+            },
+        },
+    );
+    let work = s.work_for(&both);
+    assert!(work.revision > before, "the release wakes the long-poll");
+    let wipe_id = s.nodes()["n1"]
+        .claim
+        .as_ref()
+        .and_then(|c| c.wipe.as_ref())
+        .expect("wipe pending")
+        .id;
+    assert_eq!(
+        work.wipes,
+        vec![WipeOrder {
+            node_id: "n1".into(),
+            wipe_id
+        }]
+    );
+    assert!(s.work_for(&["n2".into()]).wipes.is_empty());
+
+    ok(
+        &mut s,
+        Command::ReportWipes {
+            now: at(4),
+            reports: vec![WipeReport {
+                node_id: "n1".into(),
+                wipe_id,
+                success: true,
+                detail: String::new(),
+            }],
+        },
+    );
+    let work = s.work_for(&both);
+    assert!(work.wipes.is_empty());
+    assert!(work.revision > before);
+}
