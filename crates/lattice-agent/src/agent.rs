@@ -1,7 +1,8 @@
 //! [`run`]: the agent's lifetime. It discovers the host, binds its HTTP server, registers its
 //! nodes (retrying until the control plane answers), then runs the heartbeat and work loops
-//! until `shutdown` resolves; at shutdown it stops every running rank (SIGTERM, SIGKILL after
-//! the grace period), tries once to report them, and returns. Telemetry, when configured, runs
+//! and the delivery of wipe reports until `shutdown` resolves; at shutdown it stops every
+//! running rank and wipe (SIGTERM, SIGKILL after the grace period), tries once to report the
+//! ranks and the finished wipes, and returns. Telemetry, when configured, runs
 //! beside them from the start. With `simulate: N` it runs the simulator of N virtual nodes
 //! (`sim`) instead.
 
@@ -21,6 +22,8 @@ use crate::metrics::AgentMetrics;
 use crate::ranks::Ranks;
 use crate::register::Registrar;
 use crate::telemetry::{self, TelemetryConfig};
+use crate::wipe::run::WipeCommand;
+use crate::wipe::{self, Wiper, Wipes};
 use crate::work::WorkLoop;
 use crate::{discovery, process, wait};
 
@@ -108,17 +111,29 @@ pub async fn run(
         nodes.clone(),
         Duration::from_secs(config.heartbeat_interval_seconds),
     );
+    let wipes = Arc::new(Wipes::default());
+    let wiper = Wiper::new(
+        wipes.clone(),
+        WipeCommand::new(&config.sensitive, grace),
+        stop_rx.clone(),
+    );
     let work = WorkLoop::new(
         client.clone(),
         ranks.clone(),
         executor,
+        wiper,
         registrar.clone(),
         nodes.clone(),
     );
+    let deliver = wipe::deliver(client.clone(), wipes.clone(), stop_rx.clone());
     let mut loops_stop = stop_rx.clone();
     let loops = tokio::spawn(async move {
         if registrar.register(&nodes, &mut loops_stop).await {
-            tokio::join!(heartbeat.run(loops_stop.clone()), work.run(loops_stop));
+            tokio::join!(
+                heartbeat.run(loops_stop.clone()),
+                work.run(loops_stop),
+                deliver
+            );
         }
     });
 
@@ -140,12 +155,18 @@ pub async fn run(
             "some allocations did not stop in time"
         );
     }
+    if tokio::time::timeout(grace + SHUTDOWN_SLACK, wipes.idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some wipes did not stop in time");
+    }
     let pending = {
         let p = ranks.pending();
         p.reports.len() + p.checkpoints.len()
     };
     if pending > 0 {
-        let once = client.with_retry_for(Duration::ZERO);
+        let once = client.clone().with_retry_for(Duration::ZERO);
         let nodes = config.node_ids();
         match tokio::time::timeout(FINAL_REPORT_TIMEOUT, heartbeat::send(&once, &ranks, &nodes))
             .await
@@ -155,6 +176,19 @@ pub async fn run(
                 tracing::warn!(error = %e, reports = pending, "cannot deliver final reports")
             }
             Err(_) => tracing::warn!(reports = pending, "final reports timed out"),
+        }
+    }
+    // Wipes cut short by the shutdown are not reported (they run again after a restart);
+    // those that ended are, once.
+    let wiped = wipes.pending().len();
+    if wiped > 0 {
+        let once = client.clone().with_retry_for(Duration::ZERO);
+        match tokio::time::timeout(FINAL_REPORT_TIMEOUT, wipe::send(&once, &wipes)).await {
+            Ok(Ok(_)) => tracing::info!(reports = wiped, "final wipe reports delivered"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, reports = wiped, "cannot deliver final wipe reports")
+            }
+            Err(_) => tracing::warn!(reports = wiped, "final wipe reports timed out"),
         }
     }
     if let Some(t) = telemetry {

@@ -1,6 +1,7 @@
 //! [`AgentConfig`]: everything an agent needs to know, loadable from the `agent:` section of
 //! the YAML configuration (unknown keys are rejected, missing keys take their defaults). The
-//! `simulate` and `sim_*` keys turn the agent into a simulator of virtual nodes (`sim`).
+//! `simulate` and `sim_*` keys turn the agent into a simulator of virtual nodes (`sim`); the
+//! `sensitive:` subsection ([`SensitiveConfig`]) says how a released sensitive node is wiped.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -15,6 +16,8 @@ use crate::layout;
 
 /// Longest simulated duration (`sim_duration_seconds`, `SIM_DURATION`): a year.
 pub const MAX_SIM_DURATION_SECONDS: f64 = 366.0 * 24.0 * 3600.0;
+/// Longest `sensitive.wipe_timeout_seconds`: a day.
+pub const MAX_WIPE_TIMEOUT_SECONDS: u64 = 24 * 3600;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -68,6 +71,31 @@ pub struct AgentConfig {
     pub sim_groups: u32,
     /// Virtual nodes per work long-poll (real agents poll one node each; see `sim`).
     pub sim_poll_batch: u32,
+    /// Nodes claimed by sensitive tenants: how the agent wipes one that is released.
+    pub sensitive: SensitiveConfig,
+}
+
+/// `agent.sensitive`: the wipe a node gets when a sensitive tenant releases its claim, before
+/// it returns to the shared pool (see `wipe`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SensitiveConfig {
+    /// Run with `/bin/sh -c`, with `LATTICE_NODE_ID` and `LATTICE_WIPE_ID` set; exit 0 is a
+    /// successful wipe. Absent: every wipe is reported successful at once ("no wipe command
+    /// configured").
+    pub wipe_command: Option<String>,
+    /// A wipe still running after this long is killed (its process group: SIGTERM, SIGKILL
+    /// after `kill_grace_seconds`) and reported failed.
+    pub wipe_timeout_seconds: u64,
+}
+
+impl Default for SensitiveConfig {
+    fn default() -> Self {
+        SensitiveConfig {
+            wipe_command: None,
+            wipe_timeout_seconds: 600,
+        }
+    }
 }
 
 impl Default for AgentConfig {
@@ -94,6 +122,7 @@ impl Default for AgentConfig {
             sim_features: Vec::new(),
             sim_groups: 0,
             sim_poll_batch: 100,
+            sensitive: SensitiveConfig::default(),
         }
     }
 }
@@ -181,6 +210,17 @@ impl AgentConfig {
                 return bad("advertise_url: must start with http:// or https://");
             }
         }
+        if self
+            .sensitive
+            .wipe_command
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty())
+        {
+            return bad("sensitive.wipe_command: empty; leave it out for no wipe command");
+        }
+        if !(1..=MAX_WIPE_TIMEOUT_SECONDS).contains(&self.sensitive.wipe_timeout_seconds) {
+            return bad("sensitive.wipe_timeout_seconds: must be between 1 and 86400");
+        }
         if self.simulate > 0 {
             if self.nodes > 1 {
                 return bad(
@@ -252,7 +292,26 @@ mod tests {
         assert_eq!(c.heartbeat_interval_seconds, 5);
         assert_eq!(c.kill_grace_seconds, 10);
         assert_eq!(c.listen_addr, "127.0.0.1:0".parse().expect("addr"));
+        assert_eq!(c.sensitive, SensitiveConfig::default());
+        assert_eq!(c.sensitive.wipe_timeout_seconds, 600);
         let bad = serde_json::from_value::<AgentConfig>(serde_json::json!({"nodez": 4}));
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn sensitive_section_takes_the_wipe_keys_only() {
+        let c: AgentConfig = serde_json::from_value(serde_json::json!({
+            "sensitive": {"wipe_command": "/usr/sbin/wipe --all"}
+        }))
+        .expect("valid section");
+        assert_eq!(
+            c.sensitive.wipe_command.as_deref(),
+            Some("/usr/sbin/wipe --all")
+        );
+        assert_eq!(c.sensitive.wipe_timeout_seconds, 600);
+        let bad = serde_json::from_value::<AgentConfig>(serde_json::json!({
+            "sensitive": {"wipe_comand": "x"}
+        }));
         assert!(bad.is_err());
     }
 
@@ -317,6 +376,20 @@ mod tests {
             AgentConfig {
                 simulate: 10,
                 sim_memory_gb: u64::MAX,
+                ..ok.clone()
+            },
+            AgentConfig {
+                sensitive: SensitiveConfig {
+                    wipe_command: Some("  ".into()),
+                    ..SensitiveConfig::default()
+                },
+                ..ok.clone()
+            },
+            AgentConfig {
+                sensitive: SensitiveConfig {
+                    wipe_timeout_seconds: 0,
+                    ..SensitiveConfig::default()
+                },
                 ..ok.clone()
             },
         ] {

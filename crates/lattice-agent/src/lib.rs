@@ -13,11 +13,16 @@
 //! `work_dir` should be on a filesystem shared by the nodes, so that a requeued allocation
 //! finds its checkpoint wherever it restarts.
 //!
+//! An answer may also order the wipe of a node that a sensitive tenant released: the agent
+//! runs `sensitive.wipe_command` once per order, in a task of its own, and reports the
+//! outcome until the control plane has it (`wipe`).
+//!
 //! Module map:
 //! - `config`: [`AgentConfig`], the `agent:` section of the YAML configuration.
 //! - `agent`: [`run`], which wires everything together and handles shutdown.
 //! - `discovery`, `gpu`: what the host offers (CPUs, memory, hostname, GPUs).
-//! - `register`, `heartbeat`, `work`: the three conversations with the control plane.
+//! - `register`, `heartbeat`, `work`: the three conversations with the control plane (and
+//!   `wipe` delivers wipe reports).
 //! - `reconcile`: the pure decision; `ranks`: the agent's table of local ranks and pending
 //!   reports.
 //! - `executor`, `launch`, `supervise`, `process`, `records`, `layout`: the process layer.
@@ -27,6 +32,8 @@
 //!   helpers.
 //! - `telemetry`: per-node and per-allocation measurements pushed to a Prometheus
 //!   remote-write receiver; `metrics`: the agent's own metrics (one place for every name).
+//! - `wipe`: wipes of nodes released by sensitive tenants: which orders are new (pure), the
+//!   wipe command as a process, and the delivery of their reports.
 //! - `sim`: the simulating agent (`simulate: N`): N virtual nodes that register, heartbeat
 //!   and poll like real ones and "run" their allocations without processes, for scale
 //!   benchmarks of the control plane.
@@ -52,9 +59,10 @@ mod sim;
 mod supervise;
 pub mod telemetry;
 mod wait;
+mod wipe;
 mod work;
 
 pub use agent::run;
-pub use config::AgentConfig;
+pub use config::{AgentConfig, SensitiveConfig};
 pub use error::AgentError;
 pub use telemetry::TelemetryConfig;

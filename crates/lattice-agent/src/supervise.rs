@@ -33,7 +33,7 @@ use crate::records;
 use crate::wait::raised;
 
 /// How long to wait for a SIGKILLed group to vanish before reporting anyway.
-const KILL_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const KILL_WAIT: Duration = Duration::from_secs(5);
 /// Liveness poll period of adopted groups.
 const ADOPTED_POLL: Duration = Duration::from_secs(1);
 /// Poll period while waiting for a SIGTERMed group to leave.
@@ -232,8 +232,12 @@ pub async fn supervise(
 }
 
 /// SIGTERM to the group; wait up to `grace` for the leader and then the rest of the group;
-/// SIGKILL to the group if anything is left. Returns the leader's status.
-async fn terminate_child(child: &mut Child, pgid: i32, grace: Duration) -> io::Result<ExitStatus> {
+/// SIGKILL to the group if anything is left. Returns the leader's status. (Also ends wipes.)
+pub(crate) async fn terminate_child(
+    child: &mut Child,
+    pgid: i32,
+    grace: Duration,
+) -> io::Result<ExitStatus> {
     let until = Instant::now() + grace;
     signal(pgid, Signal::SIGTERM);
     let status = match tokio::time::timeout_at(until, child.wait()).await {

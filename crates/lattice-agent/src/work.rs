@@ -1,5 +1,7 @@
 //! The work loop: long-polls the control plane for the work of the agent's nodes and, after
-//! every answer, reconciles (the pure `reconcile`) and lets the executor act on the result.
+//! every answer, reconciles (the pure `reconcile`) and lets the executor act on the result,
+//! and hands the answer's wipe orders to the [`Wiper`] (which runs the new ones in tasks of
+//! their own).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use crate::ranks::Ranks;
 use crate::reconcile::reconcile;
 use crate::register::Registrar;
 use crate::wait;
+use crate::wipe::Wiper;
 
 /// How long the control plane may hold one long-poll.
 pub const WAIT: Duration = Duration::from_millis(25_000);
@@ -24,6 +27,7 @@ pub struct WorkLoop {
     client: Client,
     ranks: Arc<Ranks>,
     executor: Executor,
+    wiper: Wiper,
     registrar: Arc<Registrar>,
     nodes: Vec<NodeId>,
 }
@@ -33,6 +37,7 @@ impl WorkLoop {
         client: Client,
         ranks: Arc<Ranks>,
         executor: Executor,
+        wiper: Wiper,
         registrar: Arc<Registrar>,
         nodes: Vec<NodeId>,
     ) -> Self {
@@ -40,6 +45,7 @@ impl WorkLoop {
             client,
             ranks,
             executor,
+            wiper,
             registrar,
             nodes,
         }
@@ -98,6 +104,7 @@ impl WorkLoop {
                 );
             }
             self.executor.apply(actions);
+            self.wiper.start(&resp.wipes, &asked);
             let unchanged = resp.revision == known_revision;
             known_revision = resp.revision;
             if !unknown.is_empty() {

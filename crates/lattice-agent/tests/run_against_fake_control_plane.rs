@@ -1,7 +1,8 @@
 //! End-to-end test of `lattice_agent::run` against a fake control plane (an in-process axum
 //! server on loopback that speaks the agent protocol): registration, heartbeats with exit
 //! and checkpoint reports, work long-polls, log serving, re-registration, preemption with a
-//! checkpoint and the next run resuming from it, and shutdown.
+//! checkpoint and the next run resuming from it, wipe orders run once with their reports
+//! delivered, and shutdown.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -12,14 +13,15 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use lattice_agent::AgentConfig;
+use lattice_agent::{AgentConfig, SensitiveConfig};
 use lattice_core::agent::{
-    Assignment, Desired, ExitOutcome, ExitReport, HeartbeatRequest, HeartbeatResponse, WorkRequest,
-    WorkResponse,
+    Assignment, Desired, ExitOutcome, ExitReport, HeartbeatRequest, HeartbeatResponse, WipeOrder,
+    WipeReportRequest, WipeReportResponse, WorkRequest, WorkResponse,
 };
 use lattice_core::checkpoint::{
     CheckpointMode, CheckpointOutcome, CheckpointReport, CheckpointSpec, CheckpointTrigger,
 };
+use lattice_core::command::WipeReport;
 use lattice_core::{Node, NodeRegistration, Timestamp};
 use tokio::time::Instant;
 
@@ -37,6 +39,12 @@ struct Fake {
     revision: u64,
     /// Nodes the next heartbeat answer claims not to know.
     forget: Vec<String>,
+    /// Wipes ordered and not yet reported.
+    wipes: Vec<WipeOrder>,
+    /// Every wipe report received, duplicates included.
+    wipe_reports: Vec<WipeReport>,
+    /// Work answers that carried a wipe order.
+    wipe_answers: usize,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -79,13 +87,42 @@ async fn heartbeat(
     })
 }
 
+async fn wipes(
+    State(s): State<Shared>,
+    Json(req): Json<WipeReportRequest>,
+) -> Json<WipeReportResponse> {
+    let mut f = lock(&s);
+    let mut out = WipeReportResponse::default();
+    for r in req.reports {
+        // Like the real control plane: a report ends a pending wipe; others are ignored.
+        let before = f.wipes.len();
+        f.wipes
+            .retain(|o| !(o.node_id == r.node_id && o.wipe_id == r.wipe_id));
+        if f.wipes.len() < before {
+            out.applied += 1;
+            f.revision += 1;
+        } else {
+            out.ignored += 1;
+        }
+        f.wipe_reports.push(r);
+    }
+    Json(out)
+}
+
 async fn work(State(s): State<Shared>, Json(req): Json<WorkRequest>) -> Json<WorkResponse> {
     // A crude long-poll: hold an unchanged answer for a moment.
     let deadline = Instant::now() + Duration::from_millis(req.wait_ms.min(300));
     while lock(&s).revision == req.known_revision && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let f = lock(&s);
+    let mut f = lock(&s);
+    let wipes: Vec<WipeOrder> = f
+        .wipes
+        .iter()
+        .filter(|o| req.nodes.contains(&o.node_id))
+        .cloned()
+        .collect();
+    f.wipe_answers += usize::from(!wipes.is_empty());
     Json(WorkResponse {
         revision: f.revision,
         assignments: f
@@ -95,6 +132,7 @@ async fn work(State(s): State<Shared>, Json(req): Json<WorkRequest>) -> Json<Wor
             .cloned()
             .collect(),
         unknown_nodes: vec![],
+        wipes,
     })
 }
 
@@ -104,6 +142,7 @@ async fn start_fake() -> (Shared, SocketAddr) {
         .route("/api/v1/agent/register", post(register))
         .route("/api/v1/agent/heartbeat", post(heartbeat))
         .route("/api/v1/agent/work", post(work))
+        .route("/api/v1/agent/wipes", post(wipes))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -182,6 +221,15 @@ fn start_agent(
     addr: SocketAddr,
     work_dir: &tempfile::TempDir,
 ) -> (AgentTask, tokio::sync::oneshot::Sender<()>) {
+    start_agent_with(addr, work_dir, SensitiveConfig::default())
+}
+
+/// [`start_agent`] with the given `sensitive:` settings.
+fn start_agent_with(
+    addr: SocketAddr,
+    work_dir: &tempfile::TempDir,
+    sensitive: SensitiveConfig,
+) -> (AgentTask, tokio::sync::oneshot::Sender<()>) {
     let config = AgentConfig {
         servers: vec![format!("http://{addr}")],
         node_id: "t".into(),
@@ -192,6 +240,7 @@ fn start_agent(
         work_dir: work_dir.path().to_path_buf(),
         listen_addr: "127.0.0.1:0".parse().expect("addr"),
         advertise_url: None,
+        sensitive,
         ..AgentConfig::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -381,6 +430,83 @@ async fn preempted_allocation_checkpoints_and_its_next_run_resumes() {
     );
     let out = std::fs::read_to_string(work_dir.path().join("t-2/10/stdout")).expect("stdout");
     assert!(out.starts_with("run 1 resumes from step "), "{out}");
+    stop_agent(agent, stop_tx).await;
+}
+
+/// Wipe orders for both nodes: the wipe command runs once per order although every answer
+/// repeats the order while it runs; t-1's succeeds, t-2's fails with its stderr, and both
+/// reports reach the control plane, which then stops ordering them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wipe_orders_run_once_and_are_reported() {
+    let (fake, addr) = start_fake().await;
+    let work_dir = tempfile::tempdir().expect("tempdir");
+    let log = work_dir.path().join("wipes.log");
+    let command = format!(
+        "echo \"$LATTICE_NODE_ID $LATTICE_WIPE_ID\" >> '{}'; sleep 1.5; \
+         if [ \"$LATTICE_NODE_ID\" = t-2 ]; then echo 'scratch still mounted' >&2; exit 3; fi",
+        log.display()
+    );
+    let (agent, stop_tx) = start_agent_with(
+        addr,
+        &work_dir,
+        SensitiveConfig {
+            wipe_command: Some(command),
+            wipe_timeout_seconds: 30,
+        },
+    );
+    eventually("two registrations", || {
+        (lock(&fake).registrations.len() >= 2).then_some(())
+    })
+    .await;
+    {
+        let mut f = lock(&fake);
+        f.wipes = vec![
+            WipeOrder {
+                node_id: "t-1".into(),
+                wipe_id: 7,
+            },
+            WipeOrder {
+                node_id: "t-2".into(),
+                wipe_id: 8,
+            },
+        ];
+        f.revision += 1;
+    }
+    let reports = eventually("both wipe reports", || {
+        let f = lock(&fake);
+        (f.wipes.is_empty()).then(|| f.wipe_reports.clone())
+    })
+    .await;
+    let by_node = |n: &str| {
+        reports
+            .iter()
+            .find(|r| r.node_id == n)
+            .cloned()
+            .expect("a report")
+    };
+    let ok = by_node("t-1");
+    assert_eq!(
+        (ok.wipe_id, ok.success, ok.detail.as_str()),
+        (7, true, "exit 0")
+    );
+    let failed = by_node("t-2");
+    assert_eq!(
+        (failed.wipe_id, failed.success, failed.detail.as_str()),
+        (8, false, "exit 3; stderr: scratch still mounted")
+    );
+    let mut runs: Vec<String> = std::fs::read_to_string(&log)
+        .expect("the wipe log")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    runs.sort();
+    assert_eq!(runs, vec!["t-1 7", "t-2 8"], "each wipe ran once");
+    let answers = lock(&fake).wipe_answers;
+    assert!(
+        answers >= 2,
+        "the orders were repeated while they ran ({answers} answers)"
+    );
+    assert_eq!(reports.len(), 2, "each report sent once: {reports:?}");
     stop_agent(agent, stop_tx).await;
 }
 

@@ -3,7 +3,8 @@
 //! its topology group, heartbeats on its own (one node per request, about once per
 //! interval), work is polled in batches, and simulated jobs end as real ones would (exit 0
 //! after their duration, walltime, stop, preemption with an instant checkpoint), reported
-//! promptly with their run; a shutdown stops and reports what still runs.
+//! promptly with their run; a wipe order is reported a success at once; a shutdown stops and
+//! reports what still runs.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,12 +16,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use lattice_agent::AgentConfig;
 use lattice_core::agent::{
-    Assignment, Desired, ExitOutcome, ExitReport, HeartbeatRequest, HeartbeatResponse, WorkRequest,
-    WorkResponse,
+    Assignment, Desired, ExitOutcome, ExitReport, HeartbeatRequest, HeartbeatResponse, WipeOrder,
+    WipeReportRequest, WipeReportResponse, WorkRequest, WorkResponse,
 };
 use lattice_core::checkpoint::{
     CheckpointMode, CheckpointOutcome, CheckpointReport, CheckpointSpec, CheckpointTrigger,
 };
+use lattice_core::command::WipeReport;
 use lattice_core::{Node, NodeRegistration, Timestamp};
 use tokio::time::Instant;
 
@@ -43,6 +45,10 @@ struct Fake {
     acted: Vec<(Vec<String>, u64)>,
     assignments: Vec<Assignment>,
     revision: u64,
+    /// Wipes ordered and not yet reported.
+    wipes: Vec<WipeOrder>,
+    /// Every wipe report received, duplicates included.
+    wipe_reports: Vec<WipeReport>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -82,6 +88,27 @@ async fn heartbeat(
     Json(HeartbeatResponse::default())
 }
 
+async fn wipes(
+    State(s): State<Shared>,
+    Json(req): Json<WipeReportRequest>,
+) -> Json<WipeReportResponse> {
+    let mut f = lock(&s);
+    let mut out = WipeReportResponse::default();
+    for r in req.reports {
+        let before = f.wipes.len();
+        f.wipes
+            .retain(|o| !(o.node_id == r.node_id && o.wipe_id == r.wipe_id));
+        if f.wipes.len() < before {
+            out.applied += 1;
+            f.revision += 1;
+        } else {
+            out.ignored += 1;
+        }
+        f.wipe_reports.push(r);
+    }
+    Json(out)
+}
+
 async fn work(State(s): State<Shared>, Json(req): Json<WorkRequest>) -> Json<WorkResponse> {
     {
         let mut f = lock(&s);
@@ -102,6 +129,12 @@ async fn work(State(s): State<Shared>, Json(req): Json<WorkRequest>) -> Json<Wor
             .cloned()
             .collect(),
         unknown_nodes: vec![],
+        wipes: f
+            .wipes
+            .iter()
+            .filter(|o| req.nodes.contains(&o.node_id))
+            .cloned()
+            .collect(),
     })
 }
 
@@ -111,6 +144,7 @@ async fn start_fake() -> (Shared, SocketAddr) {
         .route("/api/v1/agent/register", post(register))
         .route("/api/v1/agent/heartbeat", post(heartbeat))
         .route("/api/v1/agent/work", post(work))
+        .route("/api/v1/agent/wipes", post(wipes))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -330,6 +364,30 @@ async fn virtual_nodes_register_heartbeat_each_and_run_simulated_jobs() {
         assert!(!f.polls.is_empty());
         assert!(f.polls.iter().all(|n| (1..=2).contains(n)), "{:?}", f.polls);
     }
+
+    // A released node's wipe is reported a success at once, and only once.
+    {
+        let mut f = lock(&fake);
+        f.wipes.push(WipeOrder {
+            node_id: "v-2".into(),
+            wipe_id: 11,
+        });
+        f.revision += 1;
+    }
+    let reports = eventually("the wipe report of v-2", || {
+        let f = lock(&fake);
+        f.wipes.is_empty().then(|| f.wipe_reports.clone())
+    })
+    .await;
+    assert_eq!(
+        reports,
+        vec![WipeReport {
+            node_id: "v-2".into(),
+            wipe_id: 11,
+            success: true,
+            detail: "simulated".into(),
+        }]
+    );
 
     // Shutdown stops what still runs and reports it.
     add(&fake, assignment(5, "v-5", "60"));

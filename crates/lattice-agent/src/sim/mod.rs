@@ -19,7 +19,10 @@
 //!   `LATTICE_*` names in a submission), then exits with code 0; one that would outlive
 //!   its walltime is killed at it (`walltime`); stop and preemption end it at once
 //!   (`stopped`, `preempted`); checkpoints (preemption, on demand, periodic) succeed at once
-//!   with duration 0. Every report carries its assignment's `run`.
+//!   with duration 0. Every report carries its assignment's `run`;
+//! - a wipe order (a node released by a sensitive tenant) is reported a success at once,
+//!   detail "simulated" (`POST /api/v1/agent/wipes`, all the simulator's pending wipe
+//!   reports in one request, retried until answered, like the real agent's).
 //!
 //! Deviations from N real agents, and what they mean for a measurement:
 //! - **Work long-polls are batched**: one `POST /api/v1/agent/work` names `sim_poll_batch`
@@ -74,6 +77,7 @@ use crate::error::AgentError;
 use crate::metrics::SimMetrics;
 use crate::register::Registrar;
 use crate::telemetry::TelemetryConfig;
+use crate::wipe::{self, Wipes};
 use crate::{discovery, wait};
 
 /// Registrations in flight at once while the nodes come up.
@@ -149,6 +153,8 @@ pub struct Ctx {
     /// Consecutive failed heartbeats (any node), for logging.
     heartbeat_failures: AtomicU32,
     started: Instant,
+    /// Wipe orders seen and wipe reports to deliver.
+    wipes: Arc<Wipes>,
 }
 
 impl Ctx {
@@ -250,6 +256,7 @@ pub async fn run(
         registered: AtomicUsize::new(0),
         heartbeat_failures: AtomicU32::new(0),
         started: Instant::now(),
+        wipes: Arc::new(Wipes::default()),
     });
 
     let mut http_stop = stop_rx.clone();
@@ -265,6 +272,11 @@ pub async fn run(
     loops.spawn(timers(ctx.clone()));
     loops.spawn(beats::ticker(ctx.clone()));
     loops.spawn(beats::reporter(ctx.clone()));
+    loops.spawn(wipe::deliver(
+        client.clone(),
+        ctx.wipes.clone(),
+        stop_rx.clone(),
+    ));
     let all: Vec<u32> = (0..u32::try_from(n).unwrap_or(u32::MAX)).collect();
     for chunk in all.chunks(batch.max(1)) {
         loops.spawn(poll::batch(ctx.clone(), chunk.to_vec()));
@@ -288,6 +300,14 @@ pub async fn run(
     });
     if !pending.is_empty() {
         final_reports(&client, pending).await;
+    }
+    if !ctx.wipes.pending().is_empty() {
+        let once = client.clone().with_retry_for(Duration::ZERO);
+        match tokio::time::timeout(FINAL_REPORT_TIMEOUT, wipe::send(&once, &ctx.wipes)).await {
+            Ok(Ok(n)) => tracing::info!(reports = n, "final wipe reports delivered"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot deliver final wipe reports"),
+            Err(_) => tracing::warn!("final wipe reports timed out"),
+        }
     }
     let abort = server.abort_handle();
     match tokio::time::timeout(HTTP_DRAIN, server).await {

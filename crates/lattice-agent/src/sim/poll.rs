@@ -1,13 +1,15 @@
 //! The work loop of one batch of virtual nodes: registers them, then long-polls the control
 //! plane for their work (`POST /api/v1/agent/work` naming the whole batch; see the module
 //! documentation of `sim` for what batching changes), reconciles every answer with the real
-//! agent's pure `reconcile` and lets the engine carry out the actions.
+//! agent's pure `reconcile` and lets the engine carry out the actions. Every new wipe order
+//! is reported a success at once (detail "simulated").
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures::StreamExt;
 use lattice_core::agent::{WorkRequest, WorkResponse};
+use lattice_core::command::WipeReport;
 use lattice_core::NodeId;
 use tokio::time::Instant;
 
@@ -16,6 +18,8 @@ use crate::reconcile::reconcile;
 use crate::wait;
 use crate::work::{MIN_POLL, WAIT};
 
+/// Detail of every simulated wipe's report.
+pub const SIMULATED_WIPE: &str = "simulated";
 /// Consecutive answers older than one already acted on that are skipped before one is taken
 /// anyway (the control plane's state itself went back, e.g. restored from a backup).
 const MAX_STALE: u32 = 3;
@@ -108,6 +112,21 @@ async fn poll(ctx: Arc<Ctx>, idxs: Vec<u32>) {
             let actions = reconcile(&resp.assignments, &e.view(&asked));
             e.apply(actions, Instant::now());
         });
+        if !resp.wipes.is_empty() {
+            let asked: Vec<NodeId> = ids
+                .iter()
+                .filter(|n| !unknown.contains(*n))
+                .cloned()
+                .collect();
+            for o in ctx.wipes.take_new(&resp.wipes, &asked) {
+                ctx.wipes.finish(WipeReport {
+                    node_id: o.node_id,
+                    wipe_id: o.wipe_id,
+                    success: true,
+                    detail: SIMULATED_WIPE.into(),
+                });
+            }
+        }
         let unchanged = resp.revision == known_revision;
         known_revision = resp.revision;
         // A server that answers an unchanged revision at once is not holding the poll: do
