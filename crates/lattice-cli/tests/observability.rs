@@ -490,6 +490,18 @@ fn a_real_cluster_scraped_by_a_real_prometheus_matches_dashboards_alerts_and_wor
         r#"max(lattice_tenant_nodes_in_use{tenant="bio"})"#,
         0.0,
     );
+    // Two audit queries: each is itself an audit entry (`access.audit`), committed through
+    // Raft, so every member counts both.
+    for u in &urls[..2] {
+        let (s, v) = call("GET", &format!("{u}/api/v1/audit?limit=1"), None);
+        assert_eq!(s, 200, "{v}");
+    }
+    wait_value(
+        &prom,
+        30,
+        "count(lattice_raft_sensitive_audit_entries_total == 2)",
+        3.0,
+    );
 
     // 1. Every member's exposition passes promtool.
     for u in &urls {

@@ -6,6 +6,7 @@
 //! out; when no endpoint of a whole round can be reached it fails at once.
 
 mod acl;
+mod audit;
 mod error;
 mod policy;
 pub mod telemetry;
@@ -25,6 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use acl::TokenRequest;
+pub use audit::ClaimRequest;
 pub use error::{ClientError, ErrorBody};
 pub use policy::{ArrayChange, TenantList, VClusterInfo, VClusterList};
 pub use tls::TlsFailure;
@@ -194,6 +196,8 @@ impl Client {
     }
 
     const TIMEOUT: Duration = Duration::from_secs(30);
+    /// For calls that walk a large store (audit verify and prune).
+    const SLOW_TIMEOUT: Duration = Duration::from_secs(600);
 
     pub async fn submit(&self, req: &SubmitRequest) -> Result<Allocation, ClientError> {
         let body = serde_json::to_value(req).map_err(|e| ClientError::Decode(e.to_string()))?;

@@ -159,7 +159,10 @@ impl Token {
             Role::User | Role::TenantAdmin if self.tenants.is_empty() => {
                 return Err(Rejection::invalid(
                     "tenants",
-                    format!("a {} token must name at least one tenant", self.role.as_str()),
+                    format!(
+                        "a {} token must name at least one tenant",
+                        self.role.as_str()
+                    ),
                 ))
             }
             Role::Agent if self.nodes.is_empty() => {

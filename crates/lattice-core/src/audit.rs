@@ -336,7 +336,8 @@ mod tests {
     #[test]
     fn every_field_is_hashed() {
         let base = chain(1).remove(0);
-        let variants: Vec<Box<dyn Fn(&mut AuditEntry)>> = vec![
+        type Change = Box<dyn Fn(&mut AuditEntry)>;
+        let variants: Vec<Change> = vec![
             Box::new(|e| e.seq += 1),
             Box::new(|e| e.time = Timestamp(99)),
             Box::new(|e| e.tenant.push('x')),

@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub auto_create_tenants: bool,
     /// Token authentication and abuse limits (docs/security.md).
     pub auth: AuthConfig,
+    /// The audit log of sensitive tenants: signing key, retention, archive (docs/audit.md).
+    pub audit: AuditConfig,
     /// PEM certificate chain (leaf first) to serve HTTPS on `api_addr`, with `tls_key_file`;
     /// neither: plain HTTP. See docs/tls.md.
     pub tls_cert_file: Option<PathBuf>,
@@ -98,6 +100,34 @@ impl Default for AuthConfig {
     }
 }
 
+/// `server.audit`: the audit log's signing key and retention (docs/audit.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// File holding the Ed25519 secret key (64 hex characters, mode 0600 or stricter) that
+    /// signs the chain head. Unset: `data_dir/audit-signing.key`, generated on first start.
+    pub signing_key_file: Option<PathBuf>,
+    /// Entries older than this many days are pruned by the leader's retention pass.
+    pub retention_days: u64,
+    /// Where pruned entries are written first (`audit-<first>-<last>.jsonl`); unset: pruned
+    /// entries are dropped.
+    pub archive_dir: Option<PathBuf>,
+    /// How often the leader runs the retention pass.
+    pub prune_interval_seconds: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            signing_key_file: None,
+            // Seven years.
+            retention_days: 2557,
+            archive_dir: None,
+            prune_interval_seconds: 3600,
+        }
+    }
+}
+
 /// How this member reaches the Prometheus query API of the telemetry TSDB.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TsdbQuery {
@@ -134,6 +164,7 @@ impl Default for ServerConfig {
             default_user: "anonymous".into(),
             auto_create_tenants: false,
             auth: AuthConfig::default(),
+            audit: AuditConfig::default(),
             tls_cert_file: None,
             tls_key_file: None,
             tls_ca_file: None,
@@ -194,6 +225,9 @@ impl ServerConfig {
         }
         if self.max_page_size == 0 {
             return Err("server.max_page_size must be at least 1".into());
+        }
+        if self.audit.prune_interval_seconds == 0 {
+            return Err("server.audit.prune_interval_seconds must be at least 1".into());
         }
         self.validate_tls()
     }

@@ -6,6 +6,7 @@
 //! shutdown future resolves.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -57,6 +58,8 @@ pub async fn start(
     let data_dir = cfg.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+    // Before Raft starts: a member without a usable audit signing key does not start.
+    let signer = audit::signing::AuditSigner::load_or_create(&cfg.audit, &data_dir)?;
     let parts = raft::new_raft(&cfg, &data_dir)
         .await
         .with_context(|| format!("cannot open Raft storage in {}", data_dir.display()))?;
@@ -95,6 +98,7 @@ pub async fn start(
         committed: parts.committed,
         state: parts.state,
         db: parts.db,
+        audit: Arc::new(audit::Audit::new(parts.audit, signer)),
         cfg: Arc::new(cfg),
         heartbeats: Arc::new(leader::heartbeats::Heartbeats::default()),
         http,
@@ -109,6 +113,10 @@ pub async fn start(
     tokio::spawn(api::report_batch::run(app.clone(), exit_report_rx));
     let mut loops = leader::spawn(app.clone(), stop_rx.clone());
     loops.push(metrics::watch_leader(app.raft.clone(), stop_rx.clone()));
+    loops.push(tokio::spawn(audit::catch_up::run(
+        app.clone(),
+        stop_rx.clone(),
+    )));
     let router = api::router(app.clone());
     tracing::info!(%local_addr, %url, member = app.cfg.node_id, "control plane listening");
 

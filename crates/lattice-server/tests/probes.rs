@@ -57,6 +57,10 @@ async fn member(dir: &Path) -> (App, tokio::sync::watch::Sender<bool>) {
         committed: parts.committed,
         state: parts.state,
         db: parts.db,
+        audit: Arc::new(lattice_server::audit::Audit::new(
+            parts.audit,
+            lattice_server::audit::signing::AuditSigner::generate().unwrap(),
+        )),
         cfg: Arc::new(cfg),
         heartbeats: Arc::new(Heartbeats::default()),
         http: reqwest::Client::new(),

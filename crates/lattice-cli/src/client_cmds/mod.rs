@@ -9,8 +9,10 @@
 
 mod acl;
 mod alloc_view;
+mod audit;
 mod cancel;
 mod checkpoint;
+mod claim;
 mod constraint;
 pub(crate) mod credentials;
 mod directives;
@@ -54,8 +56,9 @@ pub enum ClientCommand {
     Raft(raft::RaftArgs),
     /// Keep pending allocations from being scheduled (like scontrol hold).
     Hold(hold::HoldArgs),
-    /// Let held allocations be scheduled again (like scontrol release).
-    Release(hold::HoldArgs),
+    /// Let held allocations be scheduled again (like scontrol release), or with --tenant give
+    /// back claimed nodes.
+    Release(claim::ReleaseArgs),
     /// Run allocations again as new pending ones (like scontrol requeue).
     Requeue(requeue::RequeueArgs),
     /// Checkpoint a running allocation now and wait for the checkpoint to end.
@@ -70,6 +73,12 @@ pub enum ClientCommand {
     Token(acl::TokenArgs),
     /// Show who the current token authenticates as.
     Whoami,
+    /// Claim nodes for exclusive use by a sensitive tenant's user.
+    Claim(claim::ClaimArgs),
+    /// List claimed nodes.
+    Claims(claim::ClaimsArgs),
+    /// The audit log of sensitive tenants: query, export, verify, pubkey, prune.
+    Audit(audit::AuditArgs),
 }
 
 /// Why a client command stopped early; each maps to an exit code.
@@ -106,7 +115,7 @@ pub async fn run(cmd: ClientCommand, endpoint: &str) -> i32 {
         ClientCommand::Top(a) => top::run(a, endpoint).await,
         ClientCommand::Raft(a) => raft::run(a, endpoint).await,
         ClientCommand::Hold(a) => hold::run(a, endpoint, true).await,
-        ClientCommand::Release(a) => hold::run(a, endpoint, false).await,
+        ClientCommand::Release(a) => claim::release(a, endpoint).await,
         ClientCommand::Requeue(a) => requeue::run(a, endpoint).await,
         ClientCommand::Checkpoint(a) => checkpoint::run(a, endpoint).await,
         ClientCommand::Tenants(a) => tenants::run(a, endpoint).await,
@@ -114,6 +123,9 @@ pub async fn run(cmd: ClientCommand, endpoint: &str) -> i32 {
         ClientCommand::Acl(a) => acl::run_acl(a, endpoint).await,
         ClientCommand::Token(a) => acl::run_token(a, endpoint).await,
         ClientCommand::Whoami => acl::run_whoami(endpoint).await,
+        ClientCommand::Claim(a) => claim::claim(a, endpoint).await,
+        ClientCommand::Claims(a) => claim::list(a, endpoint).await,
+        ClientCommand::Audit(a) => audit::run(a, endpoint).await,
     };
     exit_code(result)
 }

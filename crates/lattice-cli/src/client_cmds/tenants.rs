@@ -59,7 +59,7 @@ pub struct TenantSettings {
     /// Most allocations it may run at once (`none`: no limit)
     #[arg(long, value_name = "N|none", value_parser = limit)]
     pub max_running: Option<Limit>,
-    /// Whether its work is audited
+    /// Whether its work is audited and runs only on nodes its users claim (docs/audit.md)
     #[arg(long, value_name = "true|false")]
     pub sensitive: Option<bool>,
 }

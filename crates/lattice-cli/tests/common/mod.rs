@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod prometheus;
+pub mod raft;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_lattice");
 

@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use lattice_core::audit::AuditAction;
 use lattice_core::state::AllocationFilter;
 use lattice_core::submit::SubmitRequest;
 use lattice_core::{AllocId, AllocState, Allocation, Command, CommandOutcome, JobRef, Target};
@@ -15,7 +16,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{consistent_read, ApiJson};
-use super::App;
+use super::{access, App};
 use crate::auth::Caller;
 use crate::clock;
 
@@ -70,15 +71,30 @@ pub async fn submit(
 
 /// Like [`resolve`], for `caller`: an allocation of a tenant the caller may not see answers
 /// the same 404 as one that does not exist, so IDs do not leak across tenants.
-pub(super) fn resolve_for(app: &App, caller: &Caller, text: &str) -> Result<AllocId, ApiError> {
+/// The allocation a path names, if `caller` may see it: another tenant's answers 404 like a
+/// missing one (and, for a sensitive tenant, the refused attempt `what` is audited first).
+pub(super) async fn resolve_for(
+    app: &App,
+    caller: &Caller,
+    text: &str,
+    what: &str,
+) -> Result<AllocId, ApiError> {
     let id = resolve(app, text)?;
     if caller.tenant_scope().is_none() {
         return Ok(id);
     }
-    let d = app.state.read();
-    match d.state.allocation(id) {
-        Some(a) if caller.sees_tenant(&a.tenant) => Ok(id),
-        _ => Err(ApiError::not_found("allocation", text)),
+    let visible = match app.state.read().state.allocation(id) {
+        Some(a) if caller.sees_tenant(&a.tenant) => Some(true),
+        Some(_) => Some(false),
+        None => None,
+    };
+    match visible {
+        Some(true) => Ok(id),
+        Some(false) => {
+            access::denied(app, caller, id, what).await?;
+            Err(ApiError::not_found("allocation", text))
+        }
+        None => Err(ApiError::not_found("allocation", text)),
     }
 }
 
@@ -154,8 +170,12 @@ pub async fn list(
     consistent_read(&app, &mut q).await?;
     let mut f = parse_filter(&app, q)?;
     f.tenants = caller.tenant_scope().map(<[String]>::to_vec);
-    let d = app.state.read();
-    let (page, more) = d.state.list_allocations(&f);
+    let (page, more): (Vec<Allocation>, bool) = {
+        let d = app.state.read();
+        let (page, more) = d.state.list_allocations(&f);
+        (page.into_iter().cloned().collect(), more)
+    };
+    access::listed(&app, &caller, &page).await?;
     let next = if more {
         page.last().map(|a| a.id.to_string())
     } else {
@@ -171,13 +191,14 @@ pub async fn get_one(
     Query(mut q): Query<HashMap<String, String>>,
 ) -> Result<Json<Allocation>, ApiError> {
     consistent_read(&app, &mut q).await?;
-    let id = resolve_for(&app, &caller, &id)?;
+    let id = resolve_for(&app, &caller, &id, "GET /api/v1/allocations/{id}").await?;
     if let Some(k) = q.keys().next() {
         return Err(ApiError::bad_request(
             k,
             "unknown query parameter (known: stale)",
         ));
     }
+    access::read(&app, &caller, id, AuditAction::StatusRead, "status".into()).await?;
     let d = app.state.read();
     d.state
         .allocation(id)
@@ -191,7 +212,7 @@ pub async fn cancel(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Allocation>, ApiError> {
-    let id = resolve_for(&app, &caller, &id)?;
+    let id = resolve_for(&app, &caller, &id, "DELETE /api/v1/allocations/{id}").await?;
     let out = app
         .propose(Command::CancelAllocation {
             now: clock::now(),
@@ -208,7 +229,7 @@ pub async fn logs(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let id = resolve_for(&app, &caller, &id)?;
+    let id = resolve_for(&app, &caller, &id, "GET /api/v1/allocations/{id}/logs").await?;
     let mut stream = "stdout".to_string();
     let mut node: Option<String> = None;
     for (k, v) in q {
@@ -262,6 +283,8 @@ pub async fn logs(
             .map(|t| t.hash.clone());
         (node_id, node.agent_url.clone(), key)
     };
+    let detail = format!("{stream} of node {node_id}");
+    access::read(&app, &caller, id, AuditAction::LogsRead, detail).await?;
     let mut req = app.http.get(format!("{agent_url}/allocations/{id}/logs"));
     if let Some(k) = node_key {
         req = req.header("x-lattice-node-key", k);
@@ -305,7 +328,7 @@ async fn set_hold(
     id: String,
     hold: bool,
 ) -> Result<Json<Allocation>, ApiError> {
-    let id = resolve_for(&app, &caller, &id)?;
+    let id = resolve_for(&app, &caller, &id, "hold or release of allocation").await?;
     let out = app
         .propose(Command::SetHold {
             now: clock::now(),
@@ -339,7 +362,7 @@ pub async fn requeue(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Allocation>), ApiError> {
-    let id = resolve_for(&app, &caller, &id)?;
+    let id = resolve_for(&app, &caller, &id, "POST /api/v1/allocations/{id}/requeue").await?;
     let out = app
         .propose(Command::Requeue {
             now: clock::now(),
@@ -360,7 +383,13 @@ pub async fn checkpoint(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Allocation>), ApiError> {
-    let id = resolve_for(&app, &caller, &id)?;
+    let id = resolve_for(
+        &app,
+        &caller,
+        &id,
+        "POST /api/v1/allocations/{id}/checkpoint",
+    )
+    .await?;
     let out = app
         .propose(Command::RequestCheckpoint {
             now: clock::now(),

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use lattice_core::audit::AuditAction;
 use lattice_core::views::ArrayView;
 use lattice_core::{AllocId, Command, CommandOutcome, Target};
 use serde_json::{json, Value};
@@ -70,6 +71,8 @@ pub async fn get_one(
             "unknown query parameter (known: stale)",
         ));
     }
+    let detail = "array status".to_string();
+    super::access::read(&app, &caller, id, AuditAction::StatusRead, detail).await?;
     let d = app.state.read();
     ArrayView::of(&d.state, id)
         .map(Json)

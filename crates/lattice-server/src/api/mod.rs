@@ -2,10 +2,13 @@
 //! All user-facing routes live under `/api/v1`; `/healthz` is for probes and `/metrics` for
 //! Prometheus; `/raft/*` carries member-to-member Raft traffic.
 
+mod access;
 mod acl;
 mod agent;
 mod allocations;
 mod arrays;
+mod audit;
+mod claims;
 pub mod error;
 pub mod extract;
 mod health;
@@ -42,6 +45,8 @@ pub struct App {
     pub committed: crate::raft::log_store::CommitIndex,
     pub state: SharedState,
     pub db: Arc<Db>,
+    /// The audit log's store and signing key (`crate::audit`).
+    pub audit: Arc<crate::audit::Audit>,
     pub cfg: Arc<ServerConfig>,
     pub heartbeats: Arc<Heartbeats>,
     pub http: reqwest::Client,
@@ -99,6 +104,8 @@ pub fn router(app: App) -> Router {
             get(telemetry::allocation_metrics),
         )
         .route("/api/v1/telemetry/nodes", get(telemetry::nodes_utilization))
+        .route("/api/v1/claims", get(claims::list).post(claims::claim))
+        .route("/api/v1/claims/release", post(claims::release))
         .route("/api/v1/nodes", get(nodes::list))
         .route("/api/v1/nodes/{id}", get(nodes::get_one))
         .route("/api/v1/nodes/{id}/drain", post(nodes::drain))
@@ -115,6 +122,11 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/acl/tokens", post(acl::create).get(acl::list))
         .route("/api/v1/acl/tokens/{id}", delete(acl::revoke))
         .route("/api/v1/acl/whoami", get(acl::whoami))
+        .route("/api/v1/audit", get(audit::query))
+        .route("/api/v1/audit/pubkey", get(audit::pubkey))
+        .route("/api/v1/audit/sign", get(audit::sign))
+        .route("/api/v1/audit/verify", get(audit::verify))
+        .route("/api/v1/audit/prune", post(audit::prune))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))
         .layer(DefaultBodyLimit::max(max_body));
@@ -156,6 +168,7 @@ pub fn router(app: App) -> Router {
         .route("/raft/snapshot", post(raft::snapshot))
         .route("/raft/propose", post(raft::propose))
         .route("/raft/read_index", post(raft::read_index))
+        .route("/raft/audit", get(raft::audit))
         .layer(DefaultBodyLimit::max(256 << 20));
     public
         .merge(policy)

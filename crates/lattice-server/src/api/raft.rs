@@ -1,5 +1,6 @@
 //! `/raft/*`: the receiving side of member-to-member Raft RPCs (bincode bodies), refused
-//! without the cluster secret.
+//! without the cluster secret; also `GET /raft/audit`, which serves stored audit entries to a
+//! member catching up after a snapshot install (`audit::catch_up`).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -113,4 +114,29 @@ pub async fn propose(
 pub async fn read_index(State(app): State<App>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&app, &headers)?;
     Ok(encode(&crate::forward::read_index_local(&app).await))
+}
+
+/// `GET /raft/audit?from=&to=&limit=`: stored audit entries with `from <= seq <= to`, in `seq`
+/// order, at most `limit` (bincode `Vec<AuditEntry>`). The caller verifies what it gets.
+pub async fn audit(
+    State(app): State<App>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    authorize(&app, &headers)?;
+    let num = |k: &str| -> Result<u64, ApiError> {
+        q.get(k)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| ApiError::bad_request(k, "expected a non-negative integer"))
+    };
+    let (from, to) = (num("from")?, num("to")?);
+    let limit = usize::try_from(num("limit")?)
+        .unwrap_or(usize::MAX)
+        .min(crate::audit::params::MAX_LIMIT);
+    let store = app.audit.store.clone();
+    let run = tokio::task::spawn_blocking(move || store.run(from..=to, limit))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(encode(&run))
 }

@@ -270,15 +270,33 @@ pub async fn allocation_metrics(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = alloc_id(&id)?;
-    let (nodes, state) = {
+    let found = {
         let d = app.state.read();
-        let a = d
-            .state
-            .allocation(id)
-            .filter(|a| caller.sees_tenant(&a.tenant))
-            .ok_or_else(|| ApiError::not_found("allocation", id))?;
-        (a.assigned_nodes.clone(), a.state.as_str())
+        d.state.allocation(id).map(|a| {
+            (
+                caller.sees_tenant(&a.tenant),
+                a.assigned_nodes.clone(),
+                a.state.as_str(),
+            )
+        })
     };
+    let (nodes, state) = match found {
+        Some((true, nodes, state)) => (nodes, state),
+        Some((false, ..)) => {
+            super::access::denied(&app, &caller, id, "GET /api/v1/allocations/{id}/metrics")
+                .await?;
+            return Err(ApiError::not_found("allocation", id));
+        }
+        None => return Err(ApiError::not_found("allocation", id)),
+    };
+    super::access::read(
+        &app,
+        &caller,
+        id,
+        lattice_core::audit::AuditAction::MetricsRead,
+        "metrics".into(),
+    )
+    .await?;
     if nodes.is_empty() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -22,6 +22,9 @@ pub enum Access {
     AdminOrClusterSecret,
     /// An agent token (for its own nodes, checked by the handler) or an admin.
     Agent,
+    /// Readers of the audit log: users (their own entries), tenant admins (their tenants'
+    /// entries) and admins; the handler scopes (`audit::scope`).
+    AuditReader,
 }
 
 impl Access {
@@ -32,6 +35,7 @@ impl Access {
             Access::Operator => matches!(role, Role::Admin | Role::Operator),
             Access::Admin | Access::AdminOrClusterSecret => role == Role::Admin,
             Access::Agent => matches!(role, Role::Admin | Role::Agent),
+            Access::AuditReader => matches!(role, Role::Admin | Role::User | Role::TenantAdmin),
         }
     }
 
@@ -44,6 +48,7 @@ impl Access {
             Access::Admin => "an admin token",
             Access::AdminOrClusterSecret => "an admin token or the cluster secret",
             Access::Agent => "an agent token for the node (or an admin token)",
+            Access::AuditReader => "a user, tenant-admin or admin token",
         }
     }
 }
@@ -63,6 +68,9 @@ pub fn access(method: &Method, template: &str, cfg: &AuthConfig) -> Access {
         "/api/v1/raft/snapshot" => Access::Admin,
         t if t.starts_with("/api/v1/raft/members") => Access::AdminOrClusterSecret,
         t if t.starts_with("/api/v1/agent/") => Access::Agent,
+        "/api/v1/audit" | "/api/v1/audit/sign" => Access::AuditReader,
+        "/api/v1/audit/pubkey" => Access::Person,
+        t if t.starts_with("/api/v1/audit/") => Access::Admin,
         "/api/v1/nodes/{id}/drain" | "/api/v1/nodes/{id}/undrain" => Access::Operator,
         t if t.starts_with("/api/v1/tenants") || t.starts_with("/api/v1/vclusters") => {
             if get {
@@ -97,6 +105,15 @@ mod tests {
             a(Method::DELETE, "/api/v1/allocations/{id}"),
             Access::Person
         );
+        assert_eq!(a(Method::GET, "/api/v1/audit"), Access::AuditReader);
+        assert_eq!(a(Method::GET, "/api/v1/audit/sign"), Access::AuditReader);
+        assert_eq!(a(Method::GET, "/api/v1/audit/pubkey"), Access::Person);
+        assert_eq!(a(Method::GET, "/api/v1/audit/verify"), Access::Admin);
+        assert_eq!(a(Method::POST, "/api/v1/audit/prune"), Access::Admin);
+        assert_eq!(a(Method::GET, "/raft/audit"), Access::Open);
+        assert!(!Access::AuditReader.allows(Role::Operator));
+        assert!(!Access::AuditReader.allows(Role::Agent));
+        assert!(Access::AuditReader.allows(Role::TenantAdmin));
         assert!(!Access::Person.allows(Role::Agent));
         assert!(!Access::Agent.allows(Role::Operator));
         assert!(Access::Agent.allows(Role::Admin));

@@ -1,6 +1,8 @@
-//! Work only the Raft leader does: the scheduling loop ([`scheduler`]) and the node failure
-//! detector ([`liveness`]). Both run on every member but act only while it leads, and start
-//! each pass from the committed state, so a leadership change never replays a stale plan.
+//! Work only the Raft leader does: the scheduling loop ([`scheduler`]), the node failure
+//! detector ([`liveness`]) and the audit log's retention pass
+//! ([`crate::audit::retention`]). They run on every member but act only while it leads, and
+//! start each pass from the committed state, so a leadership change never replays a stale
+//! plan.
 
 pub mod heartbeats;
 pub mod liveness;
@@ -14,6 +16,7 @@ use crate::api::App;
 pub fn spawn(app: App, stop: tokio::sync::watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(scheduler::run(app.clone(), stop.clone())),
-        tokio::spawn(liveness::run(app, stop)),
+        tokio::spawn(liveness::run(app.clone(), stop.clone())),
+        tokio::spawn(crate::audit::retention::run(app, stop)),
     ]
 }

@@ -44,8 +44,8 @@ pub struct View {
     pub state: MetricsView,
     /// Node -> wall-clock time of its last heartbeat, in seconds since the epoch.
     pub heartbeats: BTreeMap<String, f64>,
-    /// Entries of the Raft-committed audit log of sensitive operations. Always 0 until the
-    /// audit log exists (it is derived from replicated state, like the allocation counters).
+    /// Entries ever committed to the audit log of sensitive operations, pruned ones included
+    /// (the replicated chain head's count, so identical on every member).
     pub sensitive_audit_entries: u64,
     pub raft: RaftView,
     pub storage: StorageView,
@@ -58,7 +58,7 @@ fn secs(t: Timestamp) -> f64 {
 /// Reads the view now.
 pub fn read(app: &App) -> View {
     let now = clock::now();
-    let (state, mut heartbeats) = {
+    let (state, mut heartbeats, sensitive_audit_entries) = {
         let d = app.state.read();
         let heartbeats: BTreeMap<String, f64> = d
             .state
@@ -66,7 +66,11 @@ pub fn read(app: &App) -> View {
             .values()
             .filter_map(|n| Some((n.id.clone(), secs(n.last_heartbeat?))))
             .collect();
-        (d.state.metrics_view(now), heartbeats)
+        (
+            d.state.metrics_view(now),
+            heartbeats,
+            d.state.audit_head().count(),
+        )
     };
     // The live table (complete on the leader, which receives every heartbeat) is newer than
     // the replicated registration and liveness times.
@@ -97,7 +101,7 @@ pub fn read(app: &App) -> View {
     View {
         state,
         heartbeats,
-        sensitive_audit_entries: 0,
+        sensitive_audit_entries,
         raft,
         storage,
     }

@@ -44,6 +44,8 @@ pub struct RaftParts {
     pub committed: log_store::CommitIndex,
     pub state: state_machine::SharedState,
     pub db: Arc<storage::Db>,
+    /// The audit log's rows, in the same database (written by the state machine).
+    pub audit: Arc<crate::audit::store::AuditStore>,
 }
 
 /// openraft configuration from the server's settings.
@@ -70,6 +72,7 @@ pub async fn new_raft(cfg: &ServerConfig, data_dir: &Path) -> anyhow::Result<Raf
     let committed = log_store.commit_index();
     let sm = state_machine::StateMachine::open(db.clone())?;
     let state = sm.shared();
+    let audit = sm.audit_store();
     let http = crate::tls::http_client(cfg, network::Network::CONNECT_TIMEOUT)?;
     let network = network::Network::new(cfg.cluster_secret.clone(), http);
     let raft = Raft::new(
@@ -85,5 +88,6 @@ pub async fn new_raft(cfg: &ServerConfig, data_dir: &Path) -> anyhow::Result<Raf
         committed,
         state,
         db,
+        audit,
     })
 }

@@ -4,6 +4,11 @@
 //!
 //! Readers (the API, the scheduler) share the state through [`SharedState`]; every apply batch
 //! publishes the new state revision on a watch channel so long-polls and the scheduler wake.
+//!
+//! The audit entries a batch produces leave the state right after it and are written to the
+//! audit store ([`AuditStore::write_applied`]) under the store's barrier, so that a snapshot
+//! is never saved (durably) before the rows of the entries it covers. Installing a snapshot
+//! (or starting from one) records the entries the store lacks ([`AuditStore::reconcile`]).
 
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -20,6 +25,7 @@ use tokio::sync::watch;
 
 use super::storage::{Db, DbError, SNAPSHOT};
 use super::{Entry, LogId, MemberId, StorageError, TypeConfig};
+use crate::audit::store::AuditStore;
 use crate::metrics::{self, SnapshotKind};
 
 /// What the state machine holds, read and written under one lock so a snapshot is consistent.
@@ -61,6 +67,7 @@ const KEY_CURRENT: &str = "current";
 pub struct StateMachine {
     db: Arc<Db>,
     shared: SharedState,
+    audit: Arc<AuditStore>,
 }
 
 fn sm_err(e: impl ToString) -> StorageError {
@@ -78,6 +85,17 @@ impl StateMachine {
             Some(s) => bincode::deserialize::<SmData>(&s.data)?,
             None => SmData::default(),
         };
+        let audit = Arc::new(AuditStore::open(db.clone())?);
+        // Rows of the snapshot's entries are durable before the snapshot is, except after a
+        // restore from a backup (which carries no rows): record what is missing.
+        let head = data.state.audit_head();
+        if let Some(gap) = audit.reconcile(head.pruned_through, head.count())? {
+            tracing::warn!(
+                from = gap.from,
+                to = gap.to,
+                "audit entries covered by the snapshot are not stored here; fetching them from the leader"
+            );
+        }
         let (tx, _) = watch::channel(data.state.revision());
         Ok(StateMachine {
             db,
@@ -85,7 +103,13 @@ impl StateMachine {
                 data: RwLock::new(data),
                 revision: tx,
             }),
+            audit,
         })
+    }
+
+    /// The audit store this state machine writes.
+    pub fn audit_store(&self) -> Arc<AuditStore> {
+        self.audit.clone()
     }
 
     pub fn shared(&self) -> SharedState {
@@ -147,6 +171,7 @@ pub fn write_restored(db: &Db, data: &SmData) -> Result<(), DbError> {
 pub struct SnapshotBuilder {
     db: Arc<Db>,
     shared: SharedState,
+    audit: Arc<AuditStore>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -171,6 +196,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             };
             (meta, data)
         };
+        // An apply batch whose state was copied above may still be writing its audit rows:
+        // wait for it, so that they are committed before the snapshot (durably) is.
+        drop(self.audit.barrier());
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data,
@@ -206,8 +234,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut out = Vec::new();
-        {
+        let barrier = self.audit.barrier();
+        let (audit, pruned) = {
             let mut d = self.write();
+            let pruned_before = d.state.audit_head().pruned_through;
             for e in entries {
                 d.last_applied = Some(e.log_id);
                 let r = match e.payload {
@@ -224,7 +254,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 };
                 out.push(r);
             }
+            let pruned = d.state.audit_head().pruned_through;
+            (
+                d.state.take_audit(),
+                (pruned > pruned_before).then_some(pruned),
+            )
+        };
+        if !audit.is_empty() || pruned.is_some() {
+            self.audit.write_applied(&audit, pruned).map_err(sm_err)?;
         }
+        drop(barrier);
         self.publish();
         Ok(out)
     }
@@ -233,6 +272,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder {
             db: self.db.clone(),
             shared: self.shared.clone(),
+            audit: self.audit.clone(),
         }
     }
 
@@ -252,8 +292,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             data: bytes,
         };
+        let barrier = self.audit.barrier();
+        // The entries the skipped log produced are recorded as missing (durably) before the
+        // snapshot is adopted; `audit::catch_up` fetches them.
+        let head = data.state.audit_head();
+        let gap =
+            tokio::task::block_in_place(|| self.audit.reconcile(head.pruned_through, head.count()))
+                .map_err(sm_err)?;
+        if let Some(gap) = gap {
+            tracing::info!(
+                from = gap.from,
+                to = gap.to,
+                "the installed snapshot covers audit entries not stored here; fetching them"
+            );
+        }
         tokio::task::block_in_place(|| save_snapshot(&self.db, &stored)).map_err(sm_err)?;
         *self.write() = data;
+        drop(barrier);
         self.publish();
         metrics::snapshot(SnapshotKind::Installed);
         tracing::info!(

@@ -1,6 +1,7 @@
 //! The embedded database (redb) holding one member's Raft log, vote, commit pointer and
-//! latest snapshot. One file, `lattice.redb`, under `data_dir`. Every write transaction is
-//! committed durably (fsync) before it returns.
+//! latest snapshot (and the audit log's tables, `crate::audit::store`). One file,
+//! `lattice.redb`, under `data_dir`. Every write transaction is committed durably (fsync)
+//! before it returns, except those that say otherwise (`put_meta_lazy`, the audit rows).
 
 use std::path::Path;
 

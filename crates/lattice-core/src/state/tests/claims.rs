@@ -75,7 +75,8 @@ fn claims_are_immediate_exclusive_and_name_the_holder() {
     assert_eq!(held, ["n1", "n2"]);
     let e = rejected(&mut s, claim("clinic", "bob", 0, &["n2", "n3"]));
     assert!(
-        e.to_string().contains("n2 is claimed by alice (tenant clinic)"),
+        e.to_string()
+            .contains("n2 is claimed by alice (tenant clinic)"),
         "{e}"
     );
     let e = rejected(&mut s, claim("clinic", "bob", 2, &[]));
@@ -115,12 +116,7 @@ fn claimed_nodes_run_only_their_holders_work_of_that_tenant() {
     assert!(!placed.contains_key(&other2));
     assert_eq!(placed.get(&mine), Some(&vec!["n1".to_string()]));
     assert!(!placed.contains_key(&bobs), "bob holds no claim");
-    let why = |id| {
-        plan.reasons
-            .iter()
-            .find(|r| r.0 == id)
-            .map(|r| r.1.clone())
-    };
+    let why = |id| plan.reasons.iter().find(|r| r.0 == id).map(|r| r.1.clone());
     assert_eq!(why(bobs).as_deref(), Some("claim"));
     assert_eq!(why(other2).as_deref(), Some("resources"));
     apply_plan(&mut s, at(3), plan);
@@ -138,7 +134,9 @@ fn claimed_nodes_run_only_their_holders_work_of_that_tenant() {
     };
     ok(&mut s, n4);
     let out = apply_plan(&mut s, at(5), placement(bobs, &["n4"]));
-    assert!(out.rejected[0].1.contains("not an idle node claimed by bob"));
+    assert!(out.rejected[0]
+        .1
+        .contains("not an idle node claimed by bob"));
 }
 
 #[test]
@@ -192,7 +190,11 @@ fn lifecycle_release_and_wipe_are_chained_in_order() {
         ]
     );
     assert_eq!(entries[2].nodes, ["n1"]);
-    assert!(entries[3].detail.contains("exit code 0"), "{:?}", entries[3]);
+    assert!(
+        entries[3].detail.contains("exit code 0"),
+        "{:?}",
+        entries[3]
+    );
     assert!(entries.iter().all(|e| e.tenant == "clinic"));
     assert_eq!(
         verify_chain(&entries, Some(GENESIS_HASH)).unwrap(),
@@ -243,12 +245,18 @@ fn access_records_and_pruning() {
         now: at(5),
         records,
     };
-    ok(&mut s, record(vec![read("clinic", AuditAction::StatusRead)]));
+    ok(
+        &mut s,
+        record(vec![read("clinic", AuditAction::StatusRead)]),
+    );
     ok(&mut s, record(vec![read("*", AuditAction::AuditQueried)]));
     let e = rejected(&mut s, record(vec![read("physics", AuditAction::LogsRead)]));
     assert!(e.to_string().contains("not sensitive"), "{e}");
     let e = rejected(&mut s, record(vec![read("clinic", AuditAction::Started)]));
-    assert!(e.to_string().contains("recorded by the action itself"), "{e}");
+    assert!(
+        e.to_string().contains("recorded by the action itself"),
+        "{e}"
+    );
     let entries = s.take_audit();
     assert_eq!(actions(&entries), ["access.status", "access.audit"]);
     let prune = |through, anchor: &str| Command::PruneAudit {
@@ -293,6 +301,9 @@ fn replay_produces_the_same_entries_and_snapshots_keep_the_head() {
     let bytes = bincode::serialize(&a).unwrap();
     let mut back: ClusterState = bincode::deserialize(&bytes).unwrap();
     assert_eq!(back.audit_head(), a.audit_head());
-    assert!(back.take_audit().is_empty(), "loading a snapshot records nothing");
+    assert!(
+        back.take_audit().is_empty(),
+        "loading a snapshot records nothing"
+    );
     assert_eq!(back, a);
 }
