@@ -277,49 +277,17 @@ fn dashboards_and_provisioning_are_well_formed() {
 
 // ---- a real cluster, a real Prometheus ------------------------------------------------
 
-const SECRET: (&str, &str) = ("LATTICE_SERVER__CLUSTER_SECRET", "test-secret");
-const MEMBER_ENV: [(&str, &str); 6] = [
-    ("LATTICE_SERVER__RAFT_HEARTBEAT_INTERVAL_MS", "100"),
+/// On top of the common fast-election settings (`common::raft::FAST`).
+const MEMBER_ENV: [(&str, &str); 3] = [
     // The workload names tenants without creating them first.
     ("LATTICE_SERVER__AUTO_CREATE_TENANTS", "true"),
-    ("LATTICE_SERVER__RAFT_ELECTION_TIMEOUT_MIN_MS", "500"),
-    ("LATTICE_SERVER__RAFT_ELECTION_TIMEOUT_MAX_MS", "1000"),
     // Compact often, so that the snapshot counters move.
     ("LATTICE_SERVER__SNAPSHOT_EVERY_ENTRIES", "5"),
     ("LATTICE_SERVER__LOG_ENTRIES_KEPT_AFTER_SNAPSHOT", "5"),
 ];
 
 fn member(dir: &Path, id: u64, join: Option<&str>) -> Proc {
-    let data = dir.join(format!("m{id}"));
-    let id_s = id.to_string();
-    let mut args = vec![
-        "server",
-        "--node-id",
-        &id_s,
-        "--api-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ];
-    match join {
-        Some(j) => args.extend(["--join", j]),
-        None => args.push("--bootstrap"),
-    }
-    let mut env = vec![SECRET];
-    env.extend_from_slice(&MEMBER_ENV);
-    let mut p = spawn(&args, &env, "lattice server listening on ");
-    p.url = format!("http://{}", p.url);
-    wait_healthy(&p.url);
-    p
-}
-
-fn raft_status(url: &str) -> Option<Value> {
-    let r = http()
-        .get(format!("{url}/api/v1/raft/status"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .ok()?;
-    r.json().ok()
+    common::raft::member(dir, id, "127.0.0.1:0", join, &MEMBER_ENV)
 }
 
 #[test]
@@ -332,7 +300,7 @@ fn a_real_cluster_scraped_by_a_real_prometheus_matches_dashboards_alerts_and_wor
     let mut ms = [m1, m2, m3];
     let urls: Vec<String> = ms.iter().map(|m| m.url.clone()).collect();
     let leader = wait_for(60, "3 voters and a leader", || {
-        let s = raft_status(&urls[0])?;
+        let s = common::raft::status(&urls[0])?;
         let voters = s["members"]
             .as_array()?
             .iter()

@@ -48,6 +48,24 @@ fn unclaimable(n: &Node, preempt_claimed: bool) -> Option<String> {
 }
 
 impl ClusterState {
+    /// The nodes `ids` names, refusing an unknown node or one named twice.
+    fn named_nodes<'a>(&'a self, ids: &'a [NodeId]) -> Result<Vec<&'a Node>, Rejection> {
+        let mut seen = BTreeSet::new();
+        ids.iter()
+            .map(|id| {
+                if !seen.insert(id) {
+                    return Err(Rejection::invalid(
+                        "node_ids",
+                        format!("{id} is named twice"),
+                    ));
+                }
+                self.nodes
+                    .get(id)
+                    .ok_or_else(|| Rejection::not_found("node", id))
+            })
+            .collect()
+    }
+
     pub(super) fn claim_nodes(&mut self, now: Timestamp, c: &ClaimSpec) -> CommandResult {
         let t = self
             .tenants
@@ -98,20 +116,9 @@ impl ClusterState {
                 free
             }
             (0, false) => {
-                let mut seen = BTreeSet::new();
                 let mut problems = Vec::new();
-                for id in &c.node_ids {
-                    if !seen.insert(id) {
-                        return Err(Rejection::invalid(
-                            "node_ids",
-                            format!("{id} is named twice"),
-                        ));
-                    }
-                    let n = self
-                        .nodes
-                        .get(id)
-                        .ok_or_else(|| Rejection::not_found("node", id))?;
-                    if let Some(why) = unclaimable(n, self.claims.contains_key(id)) {
+                for n in self.named_nodes(&c.node_ids)? {
+                    if let Some(why) = unclaimable(n, self.claims.contains_key(&n.id)) {
                         problems.push(why);
                     }
                 }
@@ -178,18 +185,8 @@ impl ClusterState {
             r.node_ids.clone()
         };
         let mut problems = Vec::new();
-        let mut seen = BTreeSet::new();
-        for id in &targets {
-            if !seen.insert(id) {
-                return Err(Rejection::invalid(
-                    "node_ids",
-                    format!("{id} is named twice"),
-                ));
-            }
-            let n = self
-                .nodes
-                .get(id)
-                .ok_or_else(|| Rejection::not_found("node", id))?;
+        for n in self.named_nodes(&targets)? {
+            let id = &n.id;
             let Some(c) = &n.claim else {
                 problems.push(format!("node {id} is not claimed"));
                 continue;
