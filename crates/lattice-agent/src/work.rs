@@ -60,6 +60,7 @@ impl WorkLoop {
                 nodes: self.nodes.clone(),
                 known_revision,
                 wait_ms: u64::try_from(WAIT.as_millis()).unwrap_or(u64::MAX),
+                changed_only: true,
             };
             let asked_at = tokio::time::Instant::now();
             let answer = tokio::select! {
@@ -81,8 +82,11 @@ impl WorkLoop {
                 }
             };
             failures = 0;
-            // Nodes the control plane does not know are left out of this round (their ranks
-            // are neither started nor stopped on an answer that says nothing about them).
+            // Nodes the control plane does not know, and nodes whose work did not change since
+            // the last answer acted on, are left out of this round (their ranks are neither
+            // started nor stopped on an answer that says nothing about them). An answer older
+            // than that one (a lagging member) lowers `known_revision`, so the next one covers
+            // every node that changed since.
             let unknown: Vec<NodeId> = resp
                 .unknown_nodes
                 .iter()
@@ -92,7 +96,7 @@ impl WorkLoop {
             let asked: Vec<NodeId> = self
                 .nodes
                 .iter()
-                .filter(|n| !unknown.contains(n))
+                .filter(|n| !unknown.contains(n) && resp.speaks_for(n))
                 .cloned()
                 .collect();
             let actions = reconcile(&resp.assignments, &self.ranks.view(&asked));

@@ -133,6 +133,8 @@ async fn work(State(s): State<Shared>, Json(req): Json<WorkRequest>) -> Json<Wor
             .collect(),
         unknown_nodes: vec![],
         wipes,
+        // A complete answer, as from a server that ignores `changed_only`.
+        changed_nodes: None,
     })
 }
 

@@ -135,6 +135,8 @@ async fn work(State(s): State<Shared>, Json(req): Json<WorkRequest>) -> Json<Wor
             .filter(|o| req.nodes.contains(&o.node_id))
             .cloned()
             .collect(),
+        // A complete answer, as from a server that ignores `changed_only`.
+        changed_nodes: None,
     })
 }
 

@@ -79,6 +79,11 @@ pub struct WorkRequest {
     pub known_revision: u64,
     #[serde(default)]
     pub wait_ms: u64,
+    /// Answer only the nodes whose work changed after `known_revision` (named in
+    /// [`WorkResponse::changed_nodes`]); the others' work is what the agent last saw. An agent
+    /// of many nodes then reconciles what changed instead of all of them at every change.
+    #[serde(default)]
+    pub changed_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +140,22 @@ pub struct WorkResponse {
     /// absent from an older server's answer).
     #[serde(default)]
     pub wipes: Vec<WipeOrder>,
+    /// When the request asked `changed_only`: the requested nodes this answer speaks for
+    /// (known nodes whose work changed after its `known_revision`); `assignments` and `wipes`
+    /// cover only them. Absent (the answer covers every requested node) otherwise, and from an
+    /// older server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_nodes: Option<Vec<NodeId>>,
+}
+
+impl WorkResponse {
+    /// Whether this answer says what `node` should run: every requested node for a complete
+    /// answer, only the changed ones for a `changed_only` one.
+    pub fn speaks_for(&self, node: &NodeId) -> bool {
+        self.changed_nodes
+            .as_ref()
+            .is_none_or(|changed| changed.contains(node))
+    }
 }
 
 /// `POST /api/v1/agent/wipes`: wipes that ended on the agent's nodes.

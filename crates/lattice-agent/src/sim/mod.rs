@@ -29,10 +29,10 @@
 //!   nodes (default 100), so 10,000 nodes hold 100 polls, not 10,000. Per-node polls would
 //!   cost this process (on a small machine, beside the control plane) more than the control
 //!   plane it measures. The control plane therefore holds fewer open requests and wakes
-//!   fewer waiters per state change (N/batch instead of N), but every wake-up computes the
-//!   work of a whole batch and an answer carries the assignments of all its nodes, so one
-//!   placement costs it about as much work per answer as `batch` single-node answers. A
-//!   node still learns of its work as soon as it changes. Measured figures for
+//!   fewer waiters per state change (N/batch instead of N). Polls ask `changed_only`, as
+//!   the real agent's do, so an answer carries the work of the batch's nodes that changed,
+//!   what the polls of those nodes alone would have carried. A node still learns of its
+//!   work as soon as it changes. Measured figures for
 //!   open connections, long-poll wake-ups and answers per second are therefore lower than
 //!   with real agents; scheduling, Raft, heartbeat and report figures are not affected.
 //! - Requests share one HTTP connection pool: the control plane sees tens of keep-alive

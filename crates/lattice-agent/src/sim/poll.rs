@@ -59,6 +59,7 @@ async fn poll(ctx: Arc<Ctx>, idxs: Vec<u32>) {
             nodes: ids.clone(),
             known_revision,
             wait_ms: u64::try_from(WAIT.as_millis()).unwrap_or(u64::MAX),
+            changed_only: true,
         };
         let asked_at = Instant::now();
         let answer = tokio::select! {
@@ -105,17 +106,18 @@ async fn poll(ctx: Arc<Ctx>, idxs: Vec<u32>) {
             continue;
         }
         skipped = 0;
-        // Nodes the control plane does not know are left out of this round, as in the real
-        // agent.
+        // Nodes the control plane does not know, and those whose work did not change, are
+        // left out of this round, as in the real agent.
         ctx.shared.update(|e| {
-            let asked = e.known(&idxs, &unknown);
+            let mut asked = e.known(&idxs, &unknown);
+            asked.retain(|&i| resp.speaks_for(e.node_id(i)));
             let actions = reconcile(&resp.assignments, &e.view(&asked));
             e.apply(actions, Instant::now());
         });
         if !resp.wipes.is_empty() {
             let asked: Vec<NodeId> = ids
                 .iter()
-                .filter(|n| !unknown.contains(*n))
+                .filter(|n| !unknown.contains(*n) && resp.speaks_for(n))
                 .cloned()
                 .collect();
             for o in ctx.wipes.take_new(&resp.wipes, &asked) {

@@ -15,23 +15,6 @@ use crate::checkpoint::{CheckpointRecord, CheckpointTrigger};
 use crate::command::{CommandOutcome, CommandResult};
 use crate::error::Rejection;
 use crate::state::ClusterState;
-use crate::time::Timestamp;
-
-/// Per-apply scratch: the current command's time and the entries it produced. Not part of
-/// the replicated state (equality ignores it; snapshots do not carry it).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct AuditScratch {
-    pub(crate) now: Timestamp,
-    pub(crate) out: Vec<AuditEntry>,
-}
-
-impl PartialEq for AuditScratch {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for AuditScratch {}
 
 impl ClusterState {
     /// Where the audit chain stands.
@@ -41,7 +24,7 @@ impl ClusterState {
 
     /// Entries committed by the commands applied since the last call, in `seq` order.
     pub fn take_audit(&mut self) -> Vec<AuditEntry> {
-        std::mem::take(&mut self.scratch.out)
+        std::mem::take(&mut self.scratch.audit)
     }
 
     /// Whether work of `tenant` is audited.
@@ -59,7 +42,7 @@ impl ClusterState {
         );
         self.audit.next_seq += 1;
         self.audit.head_hash = e.hash.clone();
-        self.scratch.out.push(e);
+        self.scratch.audit.push(e);
     }
 
     /// Records `action` on allocation `id` if its tenant is sensitive; the entry names the

@@ -64,6 +64,9 @@ impl ClusterState {
         };
         for id in &ids {
             let a = self.allocations.get_mut(id).expect("checked above");
+            if a.held != hold {
+                super::index::count_held(&mut self.pending_tenants, a, hold);
+            }
             a.held = hold;
             a.estimated_start = None;
             if hold {

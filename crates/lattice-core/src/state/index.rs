@@ -1,14 +1,74 @@
 //! The one place allocation states change ([`ClusterState::set_state`], and
 //! [`ClusterState::finish`] for terminal transitions) and allocations are added
 //! ([`ClusterState::insert_allocation`]); each keeps the derived indexes in step: pending and
-//! running sets (and pending per vCluster), state counts, tenant loads, array tallies, array
-//! members and dependents.
+//! running sets (and pending per vCluster, and per vCluster and tenant with their held
+//! count), state counts, tenant loads, array tallies, array members and dependents. (Holds,
+//! which change a pending allocation's `held` without moving it, call [`count_held`].)
 //! Loading a snapshot rebuilds the same indexes by inserting every allocation.
+
+use std::collections::BTreeMap;
 
 use crate::allocation::{AllocId, AllocState, Allocation};
 use crate::state::ClusterState;
 use crate::time::Timestamp;
 use crate::vcluster::DEFAULT_HALF_LIFE_SECONDS;
+
+/// Pending allocations of one tenant in one vCluster, and how many of them are held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingCount {
+    pub all: u64,
+    pub held: u64,
+}
+
+/// vCluster -> tenant -> its pending allocations there (pairs with none are absent).
+pub type PendingTenants = BTreeMap<String, BTreeMap<String, PendingCount>>;
+
+/// Counts pending allocation `a` in (`add`) or out of its vCluster and tenant.
+fn count_pending(map: &mut PendingTenants, a: &Allocation, add: bool) {
+    update(map, a, |c| {
+        if add {
+            c.all += 1;
+            c.held += u64::from(a.held);
+        } else {
+            c.all = c.all.saturating_sub(1);
+            c.held = c.held.saturating_sub(u64::from(a.held));
+        }
+    });
+}
+
+/// Pending allocation `a` is now held (`held`) or no longer is.
+pub(super) fn count_held(map: &mut PendingTenants, a: &Allocation, held: bool) {
+    update(map, a, |c| {
+        if held {
+            c.held += 1;
+        } else {
+            c.held = c.held.saturating_sub(1);
+        }
+    });
+}
+
+/// Applies `f` to the count of `a`'s vCluster and tenant, dropping counts that reach zero (a
+/// snapshot's rebuilt index has none, and `PartialEq` must see the two as equal).
+fn update(map: &mut PendingTenants, a: &Allocation, f: impl FnOnce(&mut PendingCount)) {
+    if !map.contains_key(&a.vcluster) {
+        map.insert(a.vcluster.clone(), BTreeMap::new());
+    }
+    let Some(tenants) = map.get_mut(&a.vcluster) else {
+        return;
+    };
+    if !tenants.contains_key(&a.tenant) {
+        tenants.insert(a.tenant.clone(), PendingCount::default());
+    }
+    if let Some(c) = tenants.get_mut(&a.tenant) {
+        f(c);
+        if c.all == 0 {
+            tenants.remove(&a.tenant);
+        }
+    }
+    if tenants.is_empty() {
+        map.remove(&a.vcluster);
+    }
+}
 
 impl ClusterState {
     /// Adds an allocation (new, or loaded from a snapshot) and indexes it.
@@ -22,6 +82,7 @@ impl ClusterState {
                     .entry(a.vcluster.clone())
                     .or_default()
                     .insert(id);
+                count_pending(&mut self.pending_tenants, &a, true);
             }
             AllocState::Running | AllocState::Preempting => {
                 self.running.insert(id);
@@ -78,6 +139,7 @@ impl ClusterState {
                         self.pending_by_vcluster.remove(&a.vcluster);
                     }
                 }
+                count_pending(&mut self.pending_tenants, a, false);
             }
             AllocState::Running | AllocState::Preempting => {
                 self.running.remove(&id);
@@ -98,6 +160,7 @@ impl ClusterState {
                     .entry(a.vcluster.clone())
                     .or_default()
                     .insert(id);
+                count_pending(&mut self.pending_tenants, a, true);
             }
             AllocState::Running | AllocState::Preempting => {
                 self.running.insert(id);

@@ -1,7 +1,7 @@
 //! What the control plane's `/metrics` reads from the replicated state: [`AllocationTotals`]
 //! (a derived index of monotonic allocation counters, kept in step by `index.rs`) and
 //! [`ClusterState::metrics_view`] (one pass over the small sets: running allocations, the
-//! queue, nodes, tenants' fair-share usage; the deficit comes from the scheduler's own
+//! queue's counts per vCluster and tenant (an index), nodes, tenants' fair-share usage; the deficit comes from the scheduler's own
 //! [`FairShare`], so the metric is what the scheduler acts on).
 //!
 //! Everything here is a function of the applied log (plus the `now` a scrape passes in for the
@@ -144,8 +144,9 @@ impl ClusterState {
         &self.totals
     }
 
-    /// What `/metrics` exports from the replicated state. Walks running allocations, pending
-    /// allocations, nodes and usage records (not every allocation ever submitted).
+    /// What `/metrics` exports from the replicated state. Walks running allocations, nodes,
+    /// usage records and the pending counts per vCluster and tenant: never the queue itself,
+    /// nor every allocation ever submitted.
     pub fn metrics_view(&self, now: Timestamp) -> MetricsView {
         let mut v = MetricsView {
             vclusters: self.vclusters.keys().cloned().collect(),
@@ -164,14 +165,9 @@ impl ClusterState {
             r.allocations += 1;
             r.nodes += u64::from(a.nodes);
         }
-        for a in self
-            .pending
-            .iter()
-            .filter_map(|id| self.allocations.get(id))
-        {
-            if !a.held {
-                *v.queued.entry(a.vcluster.clone()).or_default() += 1;
-            }
+        for (vc, tenants) in &self.pending_tenants {
+            let queued: u64 = tenants.values().map(|c| c.all - c.held).sum();
+            *v.queued.entry(vc.clone()).or_default() += queued;
         }
         for n in self.nodes.values() {
             *v.nodes.entry(n.state).or_default() += 1;
@@ -184,14 +180,6 @@ impl ClusterState {
     /// vCluster (pending or running work there, or usage on record), as the scheduler's
     /// fair-share term sees them: the term is `(1 + target - actual) / 2`.
     fn fair_share_deficits(&self, now: Timestamp) -> BTreeMap<TenantVc, f64> {
-        let mut pending: BTreeMap<&str, Vec<&Allocation>> = BTreeMap::new();
-        for a in self
-            .pending
-            .iter()
-            .filter_map(|id| self.allocations.get(id))
-        {
-            pending.entry(a.vcluster.as_str()).or_default().push(a);
-        }
         let mut active: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for a in self
             .running
@@ -203,11 +191,11 @@ impl ClusterState {
                 .or_default()
                 .insert(a.tenant.as_str());
         }
-        for (vc, list) in &pending {
+        for (vc, tenants) in &self.pending_tenants {
             active
                 .entry(vc)
                 .or_default()
-                .extend(list.iter().map(|a| a.tenant.as_str()));
+                .extend(tenants.keys().map(String::as_str));
         }
         for (vc, records) in &self.usage {
             active
@@ -220,8 +208,12 @@ impl ClusterState {
             let Some(vc) = self.vclusters.get(name) else {
                 continue;
             };
-            let list = pending.get(name).map_or(&[][..], Vec::as_slice);
-            let fs = FairShare::new(self, vc, now, list);
+            let pending = self
+                .pending_tenants
+                .get(name)
+                .into_iter()
+                .flat_map(|t| t.keys().map(String::as_str));
+            let fs = FairShare::for_tenants(self, vc, now, pending);
             for t in tenants {
                 out.insert((t.to_string(), name.to_string()), 2.0 * fs.term(t) - 1.0);
             }

@@ -25,6 +25,7 @@ mod plan;
 mod preemption;
 mod query;
 mod requeue;
+mod scratch;
 mod submit;
 mod tenants;
 mod vclusters;
@@ -47,6 +48,7 @@ use crate::tenant::{Tenant, TenantLoad};
 use crate::time::Timestamp;
 use crate::vcluster::VCluster;
 pub use acl::{Acl, AclData};
+pub use index::{PendingCount, PendingTenants};
 
 /// Allocation counts per state, indexed by `AllocState as usize`.
 pub type Tally = [u32; 6];
@@ -76,6 +78,8 @@ pub struct ClusterState {
     pending: BTreeSet<AllocId>,
     /// Pending allocations per vCluster.
     pending_by_vcluster: BTreeMap<String, BTreeSet<AllocId>>,
+    /// Pending allocations per vCluster and tenant, with how many are held (`index.rs`).
+    pending_tenants: PendingTenants,
     /// Running and preempting allocations (their work is on their nodes).
     running: BTreeSet<AllocId>,
     /// Allocation count per state.
@@ -97,7 +101,7 @@ pub struct ClusterState {
     /// Where the audit chain of sensitive tenants stands (`audit.rs`).
     audit: AuditHead,
     /// The current command's time and the audit entries it produced (not replicated state).
-    scratch: audit::AuditScratch,
+    scratch: scratch::Scratch,
 }
 
 /// The serialized form of [`ClusterState`].
@@ -128,6 +132,7 @@ impl From<StateData> for ClusterState {
             usage: d.usage,
             pending: BTreeSet::new(),
             pending_by_vcluster: BTreeMap::new(),
+            pending_tenants: BTreeMap::new(),
             running: BTreeSet::new(),
             state_counts: BTreeMap::new(),
             tenant_load: BTreeMap::new(),
@@ -138,7 +143,7 @@ impl From<StateData> for ClusterState {
             claims: BTreeMap::new(),
             acl: Acl::from(d.acl),
             audit: d.audit,
-            scratch: audit::AuditScratch::default(),
+            scratch: scratch::Scratch::default(),
         };
         for (_, a) in d.allocations {
             s.insert_allocation(*a);
@@ -340,6 +345,11 @@ impl ClusterState {
         &self.pending_by_vcluster
     }
 
+    /// Pending allocations per vCluster and tenant, with how many of them are held.
+    pub fn pending_tenants(&self) -> &PendingTenants {
+        &self.pending_tenants
+    }
+
     /// Running and preempting allocation IDs (work on its nodes), ascending.
     pub fn running_ids(&self) -> &BTreeSet<AllocId> {
         &self.running
@@ -362,7 +372,7 @@ impl ClusterState {
         if !n.allocations.remove(&id) {
             return false;
         }
-        n.work_revision = revision;
+        scratch::touch(n, revision, &mut self.scratch.work_changed);
         n.refresh_state();
         true
     }
@@ -376,7 +386,7 @@ impl ClusterState {
         for nid in &a.assigned_nodes {
             if let Some(n) = self.nodes.get_mut(nid) {
                 if n.allocations.contains(&id) {
-                    n.work_revision = revision;
+                    scratch::touch(n, revision, &mut self.scratch.work_changed);
                 }
             }
         }

@@ -144,7 +144,7 @@ impl ClusterState {
                 by: c.by.clone(),
                 wipe: None,
             });
-            n.work_revision = revision;
+            super::scratch::touch(n, revision, &mut self.scratch.work_changed);
         }
         self.audit(&AuditRecord {
             tenant: c.tenant.clone(),
@@ -222,7 +222,7 @@ impl ClusterState {
                 requested_at: now,
                 requested_by: r.by.clone(),
             });
-            n.work_revision = revision;
+            super::scratch::touch(n, revision, &mut self.scratch.work_changed);
         }
         for user in holders {
             let nodes: Vec<NodeId> = targets
@@ -279,7 +279,7 @@ impl ClusterState {
                 n.state_reason = Some(REASON_WIPE_FAILED.to_string());
                 AuditAction::WipeFailed
             };
-            n.work_revision = revision;
+            super::scratch::touch(n, revision, &mut self.scratch.work_changed);
             n.refresh_state();
             self.audit(&AuditRecord {
                 tenant: c.tenant,

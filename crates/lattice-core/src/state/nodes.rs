@@ -32,12 +32,13 @@ impl ClusterState {
                     n.state_reason = None;
                 }
                 n.down = false;
-                n.work_revision = revision;
+                super::scratch::touch(n, revision, &mut self.scratch.work_changed);
                 n.refresh_state();
                 n.clone()
             }
             None => {
                 let n = Node::from_registration(reg.clone(), now, revision);
+                self.scratch.work_changed.insert(n.id.clone());
                 self.nodes.insert(n.id.clone(), n.clone());
                 n
             }
@@ -86,7 +87,7 @@ impl ClusterState {
             n.down = true;
             n.last_heartbeat = n.last_heartbeat.or(Some(now));
             n.state_reason = Some("heartbeat lost".into());
-            n.work_revision = revision;
+            super::scratch::touch(n, revision, &mut self.scratch.work_changed);
             let lost: Vec<_> = std::mem::take(&mut n.allocations).into_iter().collect();
             n.refresh_state();
             changed += 1;
@@ -122,7 +123,7 @@ impl ClusterState {
             if !n.drain {
                 n.state_reason = None;
             }
-            n.work_revision = revision;
+            super::scratch::touch(n, revision, &mut self.scratch.work_changed);
             n.refresh_state();
             changed += 1;
         }

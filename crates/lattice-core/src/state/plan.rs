@@ -147,7 +147,7 @@ impl ClusterState {
         for nid in &p.nodes {
             if let Some(n) = self.nodes.get_mut(nid) {
                 n.allocations.insert(p.allocation);
-                n.work_revision = revision;
+                super::scratch::touch(n, revision, &mut self.scratch.work_changed);
                 n.refresh_state();
             }
         }

@@ -75,8 +75,19 @@ impl ClusterState {
     /// What should run, or stop, on each of `nodes`, and which of them to wipe. A release
     /// bumps the node's `work_revision`, so a new wipe order wakes the agent's long-poll.
     pub fn work_for(&self, nodes: &[NodeId]) -> WorkResponse {
+        self.work_of(nodes, None)
+    }
+
+    /// [`Self::work_for`] restricted to the nodes whose work changed after revision `since`,
+    /// named in [`WorkResponse::changed_nodes`]. `revision` is still that of every node.
+    pub fn work_changed_since(&self, nodes: &[NodeId], since: u64) -> WorkResponse {
+        self.work_of(nodes, Some(since))
+    }
+
+    fn work_of(&self, nodes: &[NodeId], since: Option<u64>) -> WorkResponse {
         let mut out = WorkResponse {
             revision: self.work_revision(nodes),
+            changed_nodes: since.map(|_| Vec::new()),
             ..Default::default()
         };
         for nid in nodes {
@@ -84,6 +95,12 @@ impl ClusterState {
                 out.unknown_nodes.push(nid.clone());
                 continue;
             };
+            if let (Some(since), Some(changed)) = (since, out.changed_nodes.as_mut()) {
+                if n.work_revision <= since {
+                    continue;
+                }
+                changed.push(nid.clone());
+            }
             if let Some(w) = n.claim.as_ref().and_then(|c| c.wipe.as_ref()) {
                 out.wipes.push(WipeOrder {
                     node_id: nid.clone(),
@@ -94,33 +111,38 @@ impl ClusterState {
                 let Some(a) = self.allocations.get(aid) else {
                     continue;
                 };
-                let rank = a.assigned_nodes.iter().position(|x| x == nid).unwrap_or(0) as u32;
-                out.assignments.push(Assignment {
-                    allocation_id: a.id,
-                    node_id: nid.clone(),
-                    desired: match a.state {
-                        AllocState::Running => Desired::Run,
-                        AllocState::Preempting => Desired::Preempt,
-                        _ => Desired::Stop,
-                    },
-                    rank,
-                    nodes: a.assigned_nodes.clone(),
-                    name: a.name.clone(),
-                    tenant: a.tenant.clone(),
-                    vcluster: a.vcluster.clone(),
-                    user: a.user.clone(),
-                    command: a.command.clone(),
-                    script: a.script.clone(),
-                    env: job_env(a),
-                    walltime_seconds: a.walltime_seconds,
-                    started_at: a.started_at,
-                    run: a.preempt_count,
-                    checkpoint: a.checkpoint.clone(),
-                    checkpoint_requests: a.checkpoint_requests,
-                });
+                out.assignments.push(assignment(a, nid));
             }
         }
         out
+    }
+}
+
+/// The rank of `a` on `nid`, as its agent gets it.
+fn assignment(a: &Allocation, nid: &NodeId) -> Assignment {
+    let rank = a.assigned_nodes.iter().position(|x| x == nid).unwrap_or(0) as u32;
+    Assignment {
+        allocation_id: a.id,
+        node_id: nid.clone(),
+        desired: match a.state {
+            AllocState::Running => Desired::Run,
+            AllocState::Preempting => Desired::Preempt,
+            _ => Desired::Stop,
+        },
+        rank,
+        nodes: a.assigned_nodes.clone(),
+        name: a.name.clone(),
+        tenant: a.tenant.clone(),
+        vcluster: a.vcluster.clone(),
+        user: a.user.clone(),
+        command: a.command.clone(),
+        script: a.script.clone(),
+        env: job_env(a),
+        walltime_seconds: a.walltime_seconds,
+        started_at: a.started_at,
+        run: a.preempt_count,
+        checkpoint: a.checkpoint.clone(),
+        checkpoint_requests: a.checkpoint_requests,
     }
 }
 

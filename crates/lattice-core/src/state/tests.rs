@@ -187,6 +187,23 @@ fn check_invariants(s: &ClusterState) {
         .map(|a| a.id)
         .collect();
     assert_eq!(s.pending_ids(), &pending, "pending index disagrees");
+    let mut by_tenant: crate::state::PendingTenants = BTreeMap::new();
+    for a in s.allocations().values() {
+        if a.state == AllocState::Pending {
+            let c = by_tenant
+                .entry(a.vcluster.clone())
+                .or_default()
+                .entry(a.tenant.clone())
+                .or_default();
+            c.all += 1;
+            c.held += u64::from(a.held);
+        }
+    }
+    assert_eq!(
+        s.pending_tenants(),
+        &by_tenant,
+        "pending counts per vCluster and tenant disagree"
+    );
     assert!(s
         .allocations()
         .keys()

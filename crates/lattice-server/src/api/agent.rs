@@ -167,17 +167,27 @@ pub async fn work(
     check_nodes(&req.nodes)?;
     check_scope(&caller, &req.nodes)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_WAIT);
-    let mut changes = app.state.subscribe();
+    // Woken only when one of these nodes' work changes (not at every applied entry).
+    let watch = app.state.work_waiters().watch(&req.nodes);
     let mut stop = app.stop.clone();
+    let answer = |d: &crate::raft::state_machine::SmData| {
+        if req.changed_only {
+            d.state.work_changed_since(&req.nodes, req.known_revision)
+        } else {
+            d.state.work_for(&req.nodes)
+        }
+    };
     loop {
-        changes.borrow_and_update();
-        let resp = app.state.read().state.work_for(&req.nodes);
-        let changed = resp.revision > req.known_revision || !resp.unknown_nodes.is_empty();
-        if changed || tokio::time::Instant::now() >= deadline || app.is_shutting_down() {
-            return Ok(Json(resp));
+        {
+            let d = app.state.read();
+            let changed = d.state.work_revision(&req.nodes) > req.known_revision
+                || req.nodes.iter().any(|n| d.state.node(n).is_none());
+            if changed || tokio::time::Instant::now() >= deadline || app.is_shutting_down() {
+                return Ok(Json(answer(&d)));
+            }
         }
         tokio::select! {
-            r = changes.changed() => if r.is_err() { return Ok(Json(resp)); },
+            () = watch.changed() => {}
             _ = stop.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }

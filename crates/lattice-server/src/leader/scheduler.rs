@@ -8,6 +8,14 @@
 //! double-book a node. One vCluster's blocked queue never holds up another's: each has its
 //! own queue and reservation inside the plan. The plan also carries the cycle's preemptions;
 //! each victim a committed plan moved to `preempting` is counted and logged here.
+//!
+//! A cycle reads the state under the lock that `apply` writes it with, so while it plans,
+//! nothing is applied (reports, heartbeats' exits, submissions wait). After each cycle the
+//! loop therefore rests at least as long as that cycle took, plan and commit together
+//! ([`rest_after`]): the scheduler holds the state at most about half the time, whatever the
+//! queue, and what was waiting is applied before the next cycle reads the state. A cycle of a
+//! few milliseconds rests a few milliseconds; only a cycle over a very deep queue makes a
+//! noticeable pause.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -49,12 +57,20 @@ pub fn due(
     (due, next)
 }
 
+/// The earliest time the next cycle may start, after a cycle that started at `started` and
+/// ended (committed, or found nothing to commit) at `ended`: as long after it as it took.
+pub fn rest_after(started: Instant, ended: Instant) -> Instant {
+    ended + ended.saturating_duration_since(started)
+}
+
 pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
     let mut changes = app.state.subscribe();
     let idle = Duration::from_millis(app.cfg.scheduler_interval_ms);
     // When each vCluster's last cycle ran (on this member, as leader).
     let mut last: HashMap<String, Instant> = HashMap::new();
     let mut wake_at: Option<Instant> = None;
+    // No cycle before this (the rest after the last one).
+    let mut not_before = Instant::now();
     loop {
         let sleep = wake_at.map_or(idle, |w| {
             w.saturating_duration_since(Instant::now()).min(idle)
@@ -67,10 +83,27 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
         if *stop.borrow() {
             return;
         }
+        let rest = not_before.saturating_duration_since(Instant::now());
+        if !rest.is_zero() {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(rest) => {}
+            }
+        }
         if !app.is_leader() {
             last.clear();
             wake_at = None;
             continue;
+        }
+        // Most wake-ups (every applied entry wakes the loop) find nothing due: find that out
+        // before confirming leadership, which costs a round of heartbeats to the followers.
+        {
+            let d = app.state.read();
+            let (due, next) = due(&d.state, &last, Instant::now());
+            if due.is_empty() {
+                wake_at = next;
+                continue;
+            }
         }
         // Start from the committed state: as a new leader, wait until everything committed
         // before our term is applied here (never plan from a stale view).
@@ -104,6 +137,7 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
         // stopped) is not empty: `Plan::is_empty` counts preemptions.
         if plan.is_empty() {
             metrics::cycle_of(&due, started.elapsed().as_secs_f64());
+            not_before = rest_after(started, Instant::now());
             continue;
         }
         let placements = plan.placements.len();
@@ -123,6 +157,7 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e.error, "could not commit the scheduling plan"),
         }
+        not_before = rest_after(started, Instant::now());
     }
 }
 
@@ -214,5 +249,14 @@ mod tests {
         let (d, next) = due(&s, &last, t0 + Duration::from_millis(100));
         assert!(d.is_empty());
         assert_eq!(next, Some(t0 + Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn the_loop_rests_as_long_as_the_cycle_took() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(rest_after(t0, t0 + ms(800)), t0 + ms(1600));
+        assert_eq!(rest_after(t0, t0 + ms(3)), t0 + ms(6));
+        assert_eq!(rest_after(t0, t0), t0);
     }
 }

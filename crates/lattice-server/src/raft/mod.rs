@@ -9,6 +9,7 @@ pub mod network;
 pub mod restore;
 pub mod state_machine;
 pub mod storage;
+pub mod work_waiters;
 
 use std::io::Cursor;
 use std::path::Path;

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::storage::{Db, DbError, SNAPSHOT};
+use super::work_waiters::WorkWaiters;
 use super::{Entry, LogId, MemberId, StorageError, TypeConfig};
 use crate::audit::store::AuditStore;
 use crate::metrics::{self, SnapshotKind};
@@ -40,6 +41,8 @@ pub struct SmData {
 pub struct Shared {
     data: RwLock<SmData>,
     revision: watch::Sender<u64>,
+    /// Agents' polls, woken by node when that node's work changes.
+    work: Arc<WorkWaiters>,
 }
 
 pub type SharedState = Arc<Shared>;
@@ -53,6 +56,11 @@ impl Shared {
     /// Subscribes to the state revision, bumped after every applied batch.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.revision.subscribe()
+    }
+
+    /// The registry of agents' work polls (woken by node after each applied batch).
+    pub fn work_waiters(&self) -> &Arc<WorkWaiters> {
+        &self.work
     }
 }
 
@@ -102,6 +110,7 @@ impl StateMachine {
             shared: Arc::new(Shared {
                 data: RwLock::new(data),
                 revision: tx,
+                work: Arc::new(WorkWaiters::default()),
             }),
             audit,
         })
@@ -235,7 +244,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut out = Vec::new();
         let barrier = self.audit.barrier();
-        let (audit, pruned) = {
+        let (audit, pruned, work_changed) = {
             let mut d = self.write();
             let pruned_before = d.state.audit_head().pruned_through;
             for e in entries {
@@ -258,6 +267,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             (
                 d.state.take_audit(),
                 (pruned > pruned_before).then_some(pruned),
+                d.state.take_work_changed(),
             )
         };
         if !audit.is_empty() || pruned.is_some() {
@@ -265,6 +275,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         drop(barrier);
         self.publish();
+        self.shared.work.wake(&work_changed);
         Ok(out)
     }
 
@@ -310,6 +321,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         *self.write() = data;
         drop(barrier);
         self.publish();
+        self.shared.work.wake_all();
         metrics::snapshot(SnapshotKind::Installed);
         tracing::info!(
             last_log_index = meta.last_log_id.map(|l| l.index),

@@ -318,3 +318,41 @@ fn work_orders_the_wipe_of_a_released_node_until_it_is_reported() {
     assert!(work.wipes.is_empty());
     assert!(work.revision > before);
 }
+
+#[test]
+fn applying_names_the_nodes_whose_work_changed_and_answers_only_them() {
+    let mut s = cluster(&["n1", "n2", "n3"]);
+    s.take_work_changed();
+    let all = ["n1".to_string(), "n2".to_string(), "n3".to_string()];
+    let since = s.work_revision(&all);
+    let id = submit(&mut s, at(1), spec(2));
+    assert!(
+        s.take_work_changed().is_empty(),
+        "a submission changes no node's work"
+    );
+    place(&mut s, id, &["n1", "n3"]);
+    assert_eq!(
+        s.take_work_changed(),
+        BTreeSet::from(["n1".to_string(), "n3".to_string()])
+    );
+    assert!(s.take_work_changed().is_empty(), "drained");
+
+    let delta = s.work_changed_since(&all, since);
+    assert_eq!(
+        delta.changed_nodes,
+        Some(vec!["n1".to_string(), "n3".to_string()])
+    );
+    assert_eq!(delta.assignments.len(), 2);
+    assert!(delta.speaks_for(&"n3".to_string()) && !delta.speaks_for(&"n2".to_string()));
+    assert_eq!(delta.revision, s.work_for(&all).revision);
+    let none = s.work_changed_since(&all, delta.revision);
+    assert_eq!(none.changed_nodes, Some(Vec::new()));
+    assert!(none.assignments.is_empty());
+    assert!(
+        s.work_for(&all).speaks_for(&"n2".to_string()),
+        "a full answer"
+    );
+
+    report(&mut s, at(5), vec![exited(id, "n1", 0)]);
+    assert_eq!(s.take_work_changed(), BTreeSet::from(["n1".to_string()]));
+}
