@@ -12,8 +12,16 @@
 # Slurm: ../shared/bench/slurm-baseline.sh with PHASES=e2e REPS=1 (NODES slurmd, N x
 # `sbatch --wrap true` from one client, first sbatch to empty queue), MODES=$SLURM_MODE.
 #
+# Where job output goes: Slurm's jobs are submitted with `-o /dev/null -e /dev/null` (no
+# output files), while Lattice's agent always writes each rank's stdout and stderr files and
+# a working directory under the dev cluster's temp dir. That temp dir is therefore on tmpfs
+# (LATTICE_TMPDIR=/dev/shm): on this host's ext4 disk, after a few thousand jobs' files were
+# created and deleted, ext4's inode allocator (find_inode_bit, recently_deleted) took most of
+# the process's CPU time and made each round slower than the one before (docs/benchmarks.md).
+# LATTICE_TMPDIR=/tmp measures on the disk.
+#
 # Needs root (the Slurm script installs and starts slurmctld/slurmd/munged). Loopback only.
-# Env: N=2000 NODES=100 REPS=3 CYCLE_MS=10 SLURM_MODE=tuned ARRAYS=1 PORT=18480
+# Env: N=2000 NODES=100 REPS=3 CYCLE_MS=10 LATTICE_TMPDIR=/dev/shm SLURM_MODE=tuned ARRAYS=1 PORT=18480
 #      LATTICE=target/release/lattice SLURM_SCRIPT=../shared/bench/slurm-baseline.sh
 set -euo pipefail
 # `lattice dev` bootstraps its access control with this admin secret; curl and the CLI send it.
@@ -24,6 +32,7 @@ N=${N:-2000}
 NODES=${NODES:-100}
 REPS=${REPS:-3}
 CYCLE_MS=${CYCLE_MS:-10}
+LATTICE_TMPDIR=${LATTICE_TMPDIR:-/dev/shm}
 SLURM_MODE=${SLURM_MODE:-tuned}
 ARRAYS=${ARRAYS:-1}
 PORT=${PORT:-18480}
@@ -66,7 +75,7 @@ wait_quiet() {
 lattice_run() {
     local round=$1 mode=$2 url="http://127.0.0.1:$PORT" log="$OUT/lattice-dev-$1-$2.log"
     wait_quiet
-    "$LATTICE" dev --nodes "$NODES" --api-addr "127.0.0.1:$PORT" >"$log" 2>&1 &
+    TMPDIR=$LATTICE_TMPDIR "$LATTICE" dev --nodes "$NODES" --api-addr "127.0.0.1:$PORT" >"$log" 2>&1 &
     DEV_PID=$!
     for _ in $(seq 300); do
         curl -fsS "$url/healthz" >/dev/null 2>&1 && break
@@ -119,7 +128,7 @@ done
 ls_=$(median <"$OUT/lattice-single.txt"); la=$(median <"$OUT/lattice-array.txt"); sl=$(median <"$OUT/slurm.txt")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a=="NA" || b=="NA" || b==0) print "NA"; else printf "%.1f", a/b }'; }
 echo
-echo "N=$N trivial jobs, $NODES nodes, $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(date -u +%Y-%m-%d)"
+echo "N=$N trivial jobs, $NODES nodes, Lattice temp dir in $LATTICE_TMPDIR, $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(date -u +%Y-%m-%d)"
 printf '%-44s %12s %8s\n' "system" "jobs/s" "ratio"
 printf '%-44s %12s %8s\n' "slurm ($SLURM_MODE conf, N x sbatch, 1 client)" "$sl" "1.0"
 printf '%-44s %12s %8s\n' "lattice dev (cycle ${CYCLE_MS} ms, N submits, 1 client)" "$ls_" "$(ratio "$ls_" "$sl")"

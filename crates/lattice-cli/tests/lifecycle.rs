@@ -176,3 +176,83 @@ fn drained_nodes_get_no_work_and_pending_jobs_say_why() {
     wait_state(&c.api, id, "completed", 30);
     assert_eq!(allocation(&c.api, big)["state"], "pending");
 }
+
+/// The work long-poll as an agent of several nodes uses it: `changed_only` answers name and
+/// cover only the nodes whose work changed after `known_revision`; a complete answer (the
+/// default) covers them all.
+#[test]
+fn work_polls_answer_only_the_nodes_that_changed() {
+    let dir = tempdir();
+    let server = start_server(&dir.path().join("server"), "127.0.0.1:0", &[]);
+    let api = server.url.clone();
+    for n in ["w-1", "w-2", "w-3"] {
+        let reg = json!({"id": n, "hostname": n, "cpus": 1, "memory_bytes": 1,
+                         "agent_url": "http://127.0.0.1:1"});
+        let (st, v) = call(
+            "POST",
+            &format!("{api}/api/v1/agent/register"),
+            Some(&reg.to_string()),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    let poll = |body: serde_json::Value| {
+        let (st, v) = call(
+            "POST",
+            &format!("{api}/api/v1/agent/work"),
+            Some(&body.to_string()),
+        );
+        assert_eq!(st, 200, "{v}");
+        v
+    };
+    let all = json!(["w-1", "w-2", "w-3"]);
+    let first = poll(json!({"nodes": all, "changed_only": true, "wait_ms": 0}));
+    assert_eq!(
+        first["changed_nodes"], all,
+        "every node is new to this agent: {first}"
+    );
+    let known = first["revision"].as_u64().unwrap();
+
+    // A held poll answers with the one node the placement changed.
+    let held = {
+        let api = api.clone();
+        let all = all.clone();
+        std::thread::spawn(move || {
+            call(
+                "POST",
+                &format!("{api}/api/v1/agent/work"),
+                Some(
+                    &json!({"nodes": all, "known_revision": known, "wait_ms": 20000,
+                            "changed_only": true})
+                    .to_string(),
+                ),
+            )
+        })
+    };
+    let id = submit(&api, json!({"command": ["true"], "walltime_seconds": 60}));
+    let job = wait_state(&api, id, "running", 30);
+    let placed = job["assigned_nodes"][0].as_str().unwrap().to_string();
+    let (st, v) = held.join().unwrap();
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["changed_nodes"], json!([placed]), "{v}");
+    let assignments = v["assignments"].as_array().unwrap();
+    assert_eq!(assignments.len(), 1, "{v}");
+    assert_eq!(assignments[0]["allocation_id"], id);
+    assert_eq!(assignments[0]["node_id"], placed.as_str());
+    assert_eq!(assignments[0]["desired"], "run");
+    let revision = v["revision"].as_u64().unwrap();
+    assert!(revision > known, "{v}");
+
+    // Nothing changed since: the poll waits out its time and covers no node.
+    let quiet = poll(
+        json!({"nodes": all, "known_revision": revision, "wait_ms": 300,
+                            "changed_only": true}),
+    );
+    assert_eq!(quiet["changed_nodes"], json!([]), "{quiet}");
+    assert_eq!(quiet["assignments"], json!([]), "{quiet}");
+    assert_eq!(quiet["revision"].as_u64(), Some(revision));
+
+    // Without `changed_only` the answer is complete, whatever the known revision.
+    let full = poll(json!({"nodes": all, "known_revision": revision, "wait_ms": 0}));
+    assert!(full.get("changed_nodes").is_none(), "{full}");
+    assert_eq!(full["assignments"].as_array().unwrap().len(), 1, "{full}");
+}

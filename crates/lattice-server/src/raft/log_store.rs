@@ -216,3 +216,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(write_err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+    use crate::raft::state_machine::StateMachine;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+            let dir = tempfile::tempdir().map_err(write_err)?;
+            let db = Arc::new(Db::open(&dir.path().join("lattice.redb")).map_err(write_err)?);
+            let sm = StateMachine::open(db.clone()).map_err(write_err)?;
+            Ok((dir, LogStore::new(db), sm))
+        }
+    }
+
+    /// openraft's own conformance suite for log stores and state machines (appends, reads
+    /// after append, truncation, purging, vote, snapshots).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passes_the_openraft_storage_suite() {
+        Suite::test_all(Builder).expect("openraft storage suite");
+    }
+}
