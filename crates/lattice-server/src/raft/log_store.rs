@@ -237,8 +237,9 @@ mod tests {
 
     /// openraft's own conformance suite for log stores and state machines (appends, reads
     /// after append, truncation, purging, vote, snapshots).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn passes_the_openraft_storage_suite() {
+    /// (It runs each case on a runtime of its own.)
+    #[test]
+    fn passes_the_openraft_storage_suite() {
         Suite::test_all(Builder).expect("openraft storage suite");
     }
 }
