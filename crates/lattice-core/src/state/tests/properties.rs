@@ -646,8 +646,9 @@ fn check_cycle(
     let again = schedule(after, now);
     // One known exception: a preemptor that claimed nodes keeps its claim, so a
     // higher-priority allocation that could not start while it waited may preempt it once it
-    // started on them (docs/preemption.md). Such a second cycle (victims that started on
-    // their claim in this one) changes everything after it, so it is not compared.
+    // started on them (docs/preemption.md). Such a second cycle (a preemption of a victim
+    // that started on its claim in this one, together with whatever other victims it needs
+    // for its node count) changes everything after it, so it is not compared.
     let started_on_claim = |v: &AllocId| {
         before.allocation(*v).is_some_and(|b| {
             !b.claimed_nodes.is_empty() && plan.placements.iter().any(|p| p.allocation == *v)
@@ -656,7 +657,7 @@ fn check_cycle(
     if again
         .preemptions
         .iter()
-        .any(|p| p.victims.iter().all(started_on_claim))
+        .any(|p| p.victims.iter().any(started_on_claim))
     {
         return;
     }
