@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::Ctx;
 use crate::reconcile::reconcile;
 use crate::wait;
-use crate::work::{MIN_POLL, WAIT};
+use crate::work::{full_next, MIN_POLL, WAIT};
 
 /// Detail of every simulated wipe's report.
 pub const SIMULATED_WIPE: &str = "simulated";
@@ -52,6 +52,7 @@ async fn poll(ctx: Arc<Ctx>, idxs: Vec<u32>) {
         idxs.iter().map(|&i| e.node_id(i).clone()).collect()
     };
     let mut known_revision = 0u64;
+    let mut full = true;
     let mut failures = 0u32;
     let mut skipped = 0u32;
     loop {
@@ -59,7 +60,7 @@ async fn poll(ctx: Arc<Ctx>, idxs: Vec<u32>) {
             nodes: ids.clone(),
             known_revision,
             wait_ms: u64::try_from(WAIT.as_millis()).unwrap_or(u64::MAX),
-            changed_only: true,
+            changed_only: !full,
         };
         let asked_at = Instant::now();
         let answer = tokio::select! {
@@ -130,6 +131,7 @@ async fn poll(ctx: Arc<Ctx>, idxs: Vec<u32>) {
             }
         }
         let unchanged = resp.revision == known_revision;
+        full = full_next(resp.revision, known_revision);
         known_revision = resp.revision;
         // A server that answers an unchanged revision at once is not holding the poll: do
         // not spin against it.
