@@ -4,6 +4,8 @@
 //! checkpoint and the next run resuming from it, wipe orders run once with their reports
 //! delivered, and shutdown.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -91,21 +93,9 @@ async fn wipes(
     State(s): State<Shared>,
     Json(req): Json<WipeReportRequest>,
 ) -> Json<WipeReportResponse> {
-    let mut f = lock(&s);
-    let mut out = WipeReportResponse::default();
-    for r in req.reports {
-        // Like the real control plane: a report ends a pending wipe; others are ignored.
-        let before = f.wipes.len();
-        f.wipes
-            .retain(|o| !(o.node_id == r.node_id && o.wipe_id == r.wipe_id));
-        if f.wipes.len() < before {
-            out.applied += 1;
-            f.revision += 1;
-        } else {
-            out.ignored += 1;
-        }
-        f.wipe_reports.push(r);
-    }
+    let f = &mut *lock(&s);
+    let out = common::end_wipes(&mut f.wipes, &mut f.wipe_reports, req.reports);
+    f.revision += u64::from(out.applied);
     Json(out)
 }
 

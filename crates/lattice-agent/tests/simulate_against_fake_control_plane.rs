@@ -6,6 +6,8 @@
 //! promptly with their run; a wipe order is reported a success at once; a shutdown stops and
 //! reports what still runs.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -92,20 +94,9 @@ async fn wipes(
     State(s): State<Shared>,
     Json(req): Json<WipeReportRequest>,
 ) -> Json<WipeReportResponse> {
-    let mut f = lock(&s);
-    let mut out = WipeReportResponse::default();
-    for r in req.reports {
-        let before = f.wipes.len();
-        f.wipes
-            .retain(|o| !(o.node_id == r.node_id && o.wipe_id == r.wipe_id));
-        if f.wipes.len() < before {
-            out.applied += 1;
-            f.revision += 1;
-        } else {
-            out.ignored += 1;
-        }
-        f.wipe_reports.push(r);
-    }
+    let f = &mut *lock(&s);
+    let out = common::end_wipes(&mut f.wipes, &mut f.wipe_reports, req.reports);
+    f.revision += u64::from(out.applied);
     Json(out)
 }
 

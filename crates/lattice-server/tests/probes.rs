@@ -3,20 +3,16 @@
 //! serves the classic text format that `promtool check metrics` accepts, with the counters
 //! moved by what the member did.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use lattice_server::api::{self, App};
-use lattice_server::leader::heartbeats::Heartbeats;
-use lattice_server::{raft, ServerConfig};
-use openraft::BasicNode;
+use lattice_server::ServerConfig;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -33,43 +29,7 @@ fn config(dir: &Path) -> ServerConfig {
 
 /// A single-member App (not listening): Raft initialized, leader elected.
 async fn member(dir: &Path) -> (App, tokio::sync::watch::Sender<bool>) {
-    let cfg = config(dir);
-    let parts = raft::new_raft(&cfg, dir).await.unwrap();
-    parts
-        .raft
-        .initialize(BTreeMap::from([(
-            1,
-            BasicNode {
-                addr: "http://127.0.0.1:1".into(),
-            },
-        )]))
-        .await
-        .unwrap();
-    parts
-        .raft
-        .wait(Some(Duration::from_secs(10)))
-        .current_leader(1, "single member leads")
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let app = App {
-        raft: parts.raft,
-        committed: parts.committed,
-        state: parts.state,
-        db: parts.db,
-        audit: Arc::new(lattice_server::audit::Audit::new(
-            parts.audit,
-            lattice_server::audit::signing::AuditSigner::generate().unwrap(),
-        )),
-        cfg: Arc::new(cfg),
-        heartbeats: Arc::new(Heartbeats::default()),
-        http: reqwest::Client::new(),
-        shutting_down: Arc::new(AtomicBool::new(false)),
-        stop: rx,
-        exit_reports: api::report_batch::channel().0,
-        submit_limiter: Arc::new(lattice_server::auth::rate::RateLimiter::new(0.0, 1)),
-    };
-    (app, tx)
+    App::single_member(config(dir)).await.unwrap()
 }
 
 async fn healthz(app: &App) -> (StatusCode, Value) {

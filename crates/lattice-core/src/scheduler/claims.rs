@@ -53,16 +53,7 @@ pub fn place<'a>(
     }
     private.sort_by_key(|a| (std::cmp::Reverse(a.priority), a.id));
     for a in private {
-        if a.held {
-            reasons.note(a, Why::Held, plan);
-            continue;
-        }
-        if let Some((d, _)) = cx.state.unmet_dependency(a) {
-            let why = Why::Dependency {
-                on: d.on,
-                array: d.array,
-                kind: d.kind,
-            };
+        if let Some(why) = super::queue::gate(cx, a) {
             reasons.note(a, why, plan);
             continue;
         }

@@ -84,6 +84,19 @@ struct Part<'a> {
     tenants: Vec<bool>,
 }
 
+/// Why `a` is not considered for placement at all this cycle, if it is not: it is held, or
+/// waits for a dependency.
+pub fn gate<'a>(cx: &Cycle<'a>, a: &'a Allocation) -> Option<Why<'a>> {
+    if a.held {
+        return Some(Why::Held);
+    }
+    cx.state.unmet_dependency(a).map(|(d, _)| Why::Dependency {
+        on: d.on,
+        array: d.array,
+        kind: d.kind,
+    })
+}
+
 fn read<'a>(cx: &Cycle<'a>, pending: &[&'a Allocation], offset: usize, plain: u32) -> Part<'a> {
     let mut p = Part {
         entries: Vec::with_capacity(pending.len()),
@@ -100,16 +113,7 @@ fn read<'a>(cx: &Cycle<'a>, pending: &[&'a Allocation], offset: usize, plain: u3
             detail: a.reason_detail.as_deref(),
             estimate: a.estimated_start.map(|t| t.as_millis()),
         });
-        if a.held {
-            p.gates.push((pos, Why::Held));
-            continue;
-        }
-        if let Some((d, _)) = cx.state.unmet_dependency(a) {
-            let why = Why::Dependency {
-                on: d.on,
-                array: d.array,
-                kind: d.kind,
-            };
+        if let Some(why) = gate(cx, a) {
             p.gates.push((pos, why));
             continue;
         }

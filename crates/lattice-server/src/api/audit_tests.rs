@@ -1,27 +1,19 @@
 //! The audit API on a real single-member App (Raft over redb in a temp dir, tokens in the
 //! replicated state), through the router with its authorization layer.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use lattice_core::acl::{secret_hash, Role, Token};
 use lattice_core::audit::{AuditAction, AuditRecord};
 use lattice_core::{Command, Timestamp};
-use openraft::BasicNode;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use crate::api::{self, App};
-use crate::audit::signing::{verify_head, AuditSigner};
+use crate::audit::signing::verify_head;
 use crate::audit::store::overwrite_row;
-use crate::audit::Audit;
+use crate::clock;
 use crate::config::ServerConfig;
-use crate::leader::heartbeats::Heartbeats;
-use crate::{clock, raft};
 
 struct Member {
     app: App,
@@ -39,38 +31,7 @@ async fn member(archive: bool) -> Member {
     if archive {
         cfg.audit.archive_dir = Some(dir.path().join("archive"));
     }
-    let parts = raft::new_raft(&cfg, dir.path()).await.unwrap();
-    parts
-        .raft
-        .initialize(BTreeMap::from([(
-            1,
-            BasicNode {
-                addr: "http://127.0.0.1:1".into(),
-            },
-        )]))
-        .await
-        .unwrap();
-    parts
-        .raft
-        .wait(Some(Duration::from_secs(10)))
-        .current_leader(1, "single member leads")
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let app = App {
-        raft: parts.raft,
-        committed: parts.committed,
-        state: parts.state,
-        db: parts.db,
-        audit: Arc::new(Audit::new(parts.audit, AuditSigner::generate().unwrap())),
-        cfg: Arc::new(cfg),
-        heartbeats: Arc::new(Heartbeats::default()),
-        http: reqwest::Client::new(),
-        shutting_down: Arc::new(AtomicBool::new(false)),
-        stop: rx,
-        exit_reports: api::report_batch::channel().0,
-        submit_limiter: Arc::new(crate::auth::rate::RateLimiter::new(0.0, 1)),
-    };
+    let (app, tx) = App::single_member(cfg).await.unwrap();
     let m = Member {
         app,
         _dir: dir,

@@ -60,6 +60,50 @@ pub struct App {
 }
 
 impl App {
+    /// A member that is not listening, for tests: a fresh Raft member in `cfg.data_dir`,
+    /// initialized as a cluster of one and elected, a generated audit signing key, no
+    /// submission rate limit, and no background loops (no scheduler, no exit-report batcher).
+    /// Dropping the returned sender is the member's stop signal.
+    #[doc(hidden)]
+    pub async fn single_member(
+        cfg: ServerConfig,
+    ) -> anyhow::Result<(App, tokio::sync::watch::Sender<bool>)> {
+        let parts = crate::raft::new_raft(&cfg, &cfg.data_dir).await?;
+        parts
+            .raft
+            .initialize(std::collections::BTreeMap::from([(
+                cfg.node_id,
+                openraft::BasicNode {
+                    addr: "http://127.0.0.1:1".into(),
+                },
+            )]))
+            .await?;
+        parts
+            .raft
+            .wait(Some(std::time::Duration::from_secs(10)))
+            .current_leader(cfg.node_id, "single member leads")
+            .await?;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let app = App {
+            raft: parts.raft,
+            committed: parts.committed,
+            state: parts.state,
+            db: parts.db,
+            audit: Arc::new(crate::audit::Audit::new(
+                parts.audit,
+                crate::audit::signing::AuditSigner::generate()?,
+            )),
+            cfg: Arc::new(cfg),
+            heartbeats: Arc::new(Heartbeats::default()),
+            http: reqwest::Client::new(),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            stop: rx,
+            exit_reports: report_batch::channel().0,
+            submit_limiter: Arc::new(crate::auth::rate::RateLimiter::new(0.0, 1)),
+        };
+        Ok((app, tx))
+    }
+
     /// Proposes a command through Raft (forwarded to the leader when this member follows) and
     /// returns its applied result.
     pub async fn propose(&self, cmd: Command) -> Result<CommandOutcome, ApiError> {
