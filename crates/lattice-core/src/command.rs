@@ -144,6 +144,13 @@ pub enum Command {
         through: u64,
         anchor: String,
     },
+    /// Several commands committed in one Raft entry (the leader batches concurrent client
+    /// writes): applied one after the other, each with its own outcome, exactly as if each
+    /// had its own entry; one refused command changes nothing and refuses none of the others.
+    Batch {
+        now: Timestamp,
+        commands: Vec<Command>,
+    },
 }
 
 /// What `lattice claim` asks for: `count` free nodes, or the nodes `node_ids` names.
@@ -219,6 +226,7 @@ impl Command {
             Command::ReportWipes { .. } => "report_wipes",
             Command::RecordAudit { .. } => "record_audit",
             Command::PruneAudit { .. } => "prune_audit",
+            Command::Batch { .. } => "batch",
         }
     }
 
@@ -247,7 +255,8 @@ impl Command {
             | Command::ReleaseNodes { now, .. }
             | Command::ReportWipes { now, .. }
             | Command::RecordAudit { now, .. }
-            | Command::PruneAudit { now, .. } => *now,
+            | Command::PruneAudit { now, .. }
+            | Command::Batch { now, .. } => *now,
         }
     }
 }
@@ -295,6 +304,8 @@ pub enum CommandOutcome {
     Audit {
         head: AuditHead,
     },
+    /// The outcome of each command of a [`Command::Batch`], in order.
+    Batch(Vec<CommandResult>),
 }
 
 /// The response of applying one command: an outcome or a business rejection.

@@ -5,7 +5,7 @@
 //!   waits until it has applied that far, then reads its own copy (read-index protocol);
 //! - leader-only HTTP endpoints (heartbeats, membership): proxied to the leader as they are.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{Method, StatusCode};
@@ -18,9 +18,8 @@ use serde::Serialize;
 
 use crate::api::error::ApiError;
 use crate::api::App;
-use crate::metrics;
 use crate::raft::network::SECRET_HEADER;
-use crate::raft::{MemberId, TypeConfig};
+use crate::raft::MemberId;
 
 /// How long a read may wait for this member to catch up with the leader's read index.
 const READ_CATCH_UP: Duration = Duration::from_secs(10);
@@ -61,7 +60,7 @@ fn no_leader() -> ApiError {
 /// timed-out request.
 pub async fn propose(app: &App, cmd: Command) -> Result<CommandOutcome, ApiError> {
     match write_here(app, cmd.clone()).await {
-        Ok(resp) => resp.data.map_err(ApiError::from),
+        Ok(data) => data.map_err(ApiError::from),
         Err(e) => match e.forward_to() {
             Some(Some(node)) => {
                 let res: Result<CommandResult, String> =
@@ -84,7 +83,7 @@ pub async fn propose(app: &App, cmd: Command) -> Result<CommandOutcome, ApiError
 /// if this member turns out not to lead (or cannot commit in time) the command is dropped.
 pub async fn propose_as_leader(app: &App, cmd: Command) -> Result<CommandOutcome, ApiError> {
     match write_here(app, cmd).await {
-        Ok(resp) => resp.data.map_err(ApiError::from),
+        Ok(data) => data.map_err(ApiError::from),
         Err(e) if e.forward_to().is_some() => Err(ApiError::unavailable(
             "dropped: this member is no longer the leader",
         )),
@@ -93,10 +92,13 @@ pub async fn propose_as_leader(app: &App, cmd: Command) -> Result<CommandOutcome
 }
 
 /// Why a local proposal failed.
+#[derive(Clone, Debug)]
 pub enum WriteError {
     Raft(Box<RaftError<MemberId, ClientWriteError<MemberId, BasicNode>>>),
     /// Not committed within the write deadline (no quorum reachable?).
     Timeout(Duration),
+    /// Committed, but apply answered something this member cannot relate to the proposal.
+    Unexpected(String),
 }
 
 impl WriteError {
@@ -109,7 +111,7 @@ impl WriteError {
                 }
                 _ => None,
             },
-            WriteError::Timeout(_) => None,
+            WriteError::Timeout(_) | WriteError::Unexpected(_) => None,
         }
     }
 }
@@ -128,6 +130,7 @@ impl From<WriteError> for ApiError {
                 "the write was not committed within {}s (this member may have lost its quorum); its outcome is unknown",
                 d.as_secs()
             )),
+            WriteError::Unexpected(e) => ApiError::internal(e),
         }
     }
 }
@@ -137,32 +140,21 @@ impl std::fmt::Display for WriteError {
         match self {
             WriteError::Raft(e) => e.fmt(f),
             WriteError::Timeout(d) => write!(f, "not committed within {}s", d.as_secs()),
+            WriteError::Unexpected(e) => f.write_str(e),
         }
     }
 }
 
-/// Proposes through this member's Raft, bounded by the write deadline; when it leads and the
-/// entry is applied, records the commit latency (propose to applied).
-async fn write_here(
-    app: &App,
-    cmd: Command,
-) -> Result<openraft::raft::ClientWriteResponse<TypeConfig>, WriteError> {
-    let started = Instant::now();
-    let deadline = Duration::from_secs(app.cfg.write_timeout_seconds);
-    match tokio::time::timeout(deadline, app.raft.client_write(cmd)).await {
-        Err(_) => Err(WriteError::Timeout(deadline)),
-        Ok(Err(e)) => Err(WriteError::Raft(Box::new(e))),
-        Ok(Ok(resp)) => {
-            metrics::commit_latency(started.elapsed().as_secs_f64());
-            Ok(resp)
-        }
-    }
+/// Proposes through this member's Raft (together with the other writes proposed here at the
+/// same time, `write_batch.rs`), bounded by the write deadline; returns the applied result.
+async fn write_here(app: &App, cmd: Command) -> Result<CommandResult, WriteError> {
+    crate::write_batch::write(app, cmd).await
 }
 
 /// Leader side of a forwarded write.
 pub async fn propose_local(app: &App, cmd: Command) -> Result<CommandResult, String> {
     match write_here(app, cmd).await {
-        Ok(resp) => Ok(resp.data),
+        Ok(data) => Ok(data),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -15,6 +15,7 @@ pub mod leader;
 pub mod metrics;
 pub mod raft;
 pub mod tls;
+pub mod write_batch;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -105,6 +106,7 @@ pub async fn start(
         shutting_down: Arc::new(AtomicBool::new(false)),
         stop: stop_rx.clone(),
         exit_reports,
+        writes: Arc::default(),
         submit_limiter: Arc::new(auth::rate::RateLimiter::new(
             cfg_auth.submit_rate_per_second,
             cfg_auth.submit_burst,

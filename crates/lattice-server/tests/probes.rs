@@ -230,6 +230,14 @@ async fn metrics_of_a_real_member_pass_promtool_and_count_what_it_did() {
     }
     // Submit and cancel committed here, on the leader.
     assert!(sample(&text, "lattice_raft_commit_latency_seconds_count").unwrap() >= 2.0);
+    // Every command proposed here went into some entry: the batch sizes add up to at least
+    // the two writes, in at most as many entries.
+    let entries = sample(&text, "lattice_raft_write_batch_commands_count").unwrap();
+    let commands = sample(&text, "lattice_raft_write_batch_commands_sum").unwrap();
+    assert!(
+        commands >= 2.0 && entries >= 1.0 && entries <= commands,
+        "{entries} {commands}"
+    );
     assert!(sample(&text, "lattice_raft_leader_changes_total").unwrap() >= 1.0);
     assert!(sample(&text, "lattice_raft_storage_size_bytes").unwrap() > 0.0);
     let capacity = sample(&text, "lattice_raft_storage_capacity_bytes").unwrap();

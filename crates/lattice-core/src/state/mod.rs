@@ -40,7 +40,7 @@ pub use query::AllocationFilter;
 use crate::allocation::{AllocId, AllocState, Allocation};
 use crate::array::ArrayInfo;
 use crate::audit::AuditHead;
-use crate::command::{Command, CommandResult};
+use crate::command::{Command, CommandOutcome, CommandResult};
 use crate::fairshare::Usage;
 use crate::node::{Node, NodeId};
 use crate::submit::{DEFAULT_TENANT, DEFAULT_VCLUSTER};
@@ -197,6 +197,12 @@ impl Default for ClusterState {
 impl ClusterState {
     /// Applies one command. Deterministic: depends only on `self` and `cmd`.
     pub fn apply(&mut self, cmd: &Command) -> CommandResult {
+        if let Command::Batch { commands, .. } = cmd {
+            // Its commands count the revisions, exactly as if each had had its own entry.
+            return Ok(CommandOutcome::Batch(
+                commands.iter().map(|c| self.apply(c)).collect(),
+            ));
+        }
         self.revision += 1;
         self.scratch.now = cmd.now();
         match cmd {
@@ -247,6 +253,8 @@ impl ClusterState {
             Command::PruneAudit {
                 through, anchor, ..
             } => self.prune_audit(*through, anchor),
+            // Applied command by command above.
+            Command::Batch { .. } => Ok(CommandOutcome::Batch(Vec::new())),
         }
     }
 

@@ -5,6 +5,7 @@
 //! [`ClusterState`] looks like and is run after every command in every test.
 
 mod allocations;
+mod batch;
 mod claims;
 mod nodes;
 mod plan;

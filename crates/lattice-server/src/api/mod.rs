@@ -55,6 +55,8 @@ pub struct App {
     pub stop: tokio::sync::watch::Receiver<bool>,
     /// Agents' exit reports, batched into Raft entries (`report_batch.rs`).
     pub exit_reports: report_batch::Sender,
+    /// Proposals waiting to be committed together (`write_batch.rs`).
+    pub writes: Arc<crate::write_batch::Writes>,
     /// Per-token submission rate limit (`server.auth.submit_rate_per_second`).
     pub submit_limiter: Arc<crate::auth::rate::RateLimiter>,
 }
@@ -99,6 +101,7 @@ impl App {
             shutting_down: Arc::new(AtomicBool::new(false)),
             stop: rx,
             exit_reports: report_batch::channel().0,
+            writes: Arc::default(),
             submit_limiter: Arc::new(crate::auth::rate::RateLimiter::new(0.0, 1)),
         };
         Ok((app, tx))

@@ -97,6 +97,7 @@ pub struct Metrics {
     placements: IntCounterVec,
     preemptions: IntCounterVec,
     commit_latency: Histogram,
+    write_batch: Histogram,
     leader_changes: IntCounter,
     snapshots: IntCounterVec,
     checkpoint: HistogramVec,
@@ -170,6 +171,17 @@ impl Metrics {
                         "Time from proposing a command to its being applied, on the leader.",
                     )
                     .buckets(COMMIT_BUCKETS.to_vec()),
+                )
+                .expect("valid histogram"),
+            ),
+            write_batch: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "lattice_raft_write_batch_commands",
+                        "Commands per Raft entry this member proposed (writes proposed at the same time are committed together).",
+                    )
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
                 )
                 .expect("valid histogram"),
             ),
@@ -294,6 +306,11 @@ pub fn checkpoint(result: CheckpointOutcome, secs: f64) {
 /// applied.
 pub fn commit_latency(secs: f64) {
     METRICS.commit_latency.observe(secs);
+}
+
+/// One Raft entry proposed with `commands` commands (`write_batch.rs`).
+pub fn write_batch(commands: usize) {
+    METRICS.write_batch.observe(commands as f64);
 }
 
 fn leader_changed() {

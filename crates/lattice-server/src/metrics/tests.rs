@@ -106,6 +106,7 @@ fn every_metric_has_its_documented_type() {
     // Labelled families appear once they have a series.
     api_request("GET", "/types-test", 200, 0.001);
     commit_latency(0.001);
+    write_batch(3);
     let text = exposition(&sample_view());
     let t = types(&text);
     let want = [
@@ -116,6 +117,7 @@ fn every_metric_has_its_documented_type() {
         ("lattice_scheduling_preemptions_total", "counter"),
         ("lattice_scheduling_queue_depth", "gauge"),
         ("lattice_raft_commit_latency_seconds", "histogram"),
+        ("lattice_raft_write_batch_commands", "histogram"),
         ("lattice_raft_sensitive_audit_entries_total", "counter"),
         ("lattice_api_request_duration_seconds", "histogram"),
         ("lattice_api_requests_total", "counter"),
