@@ -195,8 +195,9 @@ def main():
     for r in rows:
         print(f"{r['members']:>7} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['writes_per_s_1']:>8.0f} "
               f"{r['writes_per_s_16']:>8.0f} {r['writes_per_s_64']:>8.0f}")
-    print(f"failover (SIGKILL leader -> first 201), 3 members: median {statistics.median(fo):.2f} s "
-          f"(min {min(fo):.2f}, max {max(fo):.2f}, n={len(fo)})")
+    if fo:
+        print(f"failover (SIGKILL leader -> first 201), 3 members: median {statistics.median(fo):.2f} s "
+              f"(min {min(fo):.2f}, max {max(fo):.2f}, n={len(fo)})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "failover_s": fo}, f, indent=2)
