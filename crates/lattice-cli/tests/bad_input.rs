@@ -175,3 +175,74 @@ fn list_pages_follow_the_cursor() {
     }
     assert_eq!(seen, vec![1, 2, 3, 4, 5]);
 }
+
+/// Writes sent at the same time share Raft entries (`write_batch.rs`), yet each gets its own
+/// answer: a refused submission among accepted ones is refused alone, with its own error,
+/// and creates nothing.
+#[test]
+fn concurrent_submissions_get_their_own_answers() {
+    let dir = tempdir();
+    let server = start_server(&dir.path().join("server"), "127.0.0.1:0", &[]);
+    let api = server.url.clone();
+    let first = submit(&api, json!({"command": ["true"]}));
+    let url = format!("{api}/api/v1/allocations");
+    let answers: Vec<(usize, u16, serde_json::Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..32)
+            .map(|i| {
+                let url = url.clone();
+                s.spawn(move || {
+                    let body = if i % 4 == 3 {
+                        json!({"command": ["true"], "name": format!("w{i}"), "vcluster": "nope"})
+                    } else {
+                        json!({"command": ["true"], "name": format!("w{i}")})
+                    };
+                    let (status, v) = call("POST", &url, Some(&body.to_string()));
+                    (i, status, v)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ids = Vec::new();
+    for (i, status, v) in &answers {
+        if i % 4 == 3 {
+            assert_eq!(*status, 400, "w{i}: {v}");
+            let err = v["error"].as_str().unwrap_or_default();
+            assert!(err.contains("unknown vCluster \"nope\""), "w{i}: {v}");
+        } else {
+            assert_eq!(*status, 201, "w{i}: {v}");
+            assert_eq!(v["name"], format!("w{i}"), "w{i} got another's answer: {v}");
+            ids.push(v["id"].as_u64().unwrap());
+        }
+    }
+    ids.sort_unstable();
+    let want: Vec<u64> = (first + 1..=first + 24).collect();
+    assert_eq!(
+        ids, want,
+        "24 new allocations with distinct, consecutive IDs"
+    );
+    let listed = get(&format!("{url}?limit=100"));
+    assert_eq!(listed["allocations"].as_array().unwrap().len(), 25);
+
+    // Every write went into some entry, and entries never held more writes than were made.
+    let metrics = common::http()
+        .get(format!("{api}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    let (entries, commands) = (
+        value("lattice_raft_write_batch_commands_count"),
+        value("lattice_raft_write_batch_commands_sum"),
+    );
+    assert!(
+        commands >= 33.0 && entries <= commands,
+        "{entries} entries, {commands} commands"
+    );
+}
