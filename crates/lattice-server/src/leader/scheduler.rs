@@ -113,12 +113,13 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
         }
         let now = clock::now();
         let started = Instant::now();
-        let (plan, due, again) = {
+        // Planning holds a runtime thread for as long as it takes (up to a second with a
+        // million pending): that thread's other tasks move to another one meanwhile.
+        let (cycle, next) = tokio::task::block_in_place(|| {
             let d = app.state.read();
             let (due, next) = due(&d.state, &last, started);
-            wake_at = next;
             if due.is_empty() {
-                continue;
+                return (None, next);
             }
             // The due ones run again after their interval if work stays pending.
             let again = due
@@ -126,7 +127,11 @@ pub async fn run(app: App, mut stop: watch::Receiver<bool>) {
                 .filter_map(|v| d.state.vcluster(v))
                 .map(|vc| started + Duration::from_millis(vc.cycle_interval_ms))
                 .min();
-            (schedule_some(&d.state, now, &due), due, again)
+            (Some((schedule_some(&d.state, now, &due), due, again)), next)
+        });
+        wake_at = next;
+        let Some((plan, due, again)) = cycle else {
+            continue;
         };
         // How long planning held the state's lock: the rest after this cycle.
         let planned = Instant::now();

@@ -129,6 +129,38 @@ impl StateMachine {
         self.shared.data.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The audit barrier and the write lock, taken once no reader holds the state. Waiting
+    /// on the lock itself would block every new reader (std's lock lets a waiting writer go
+    /// first), and with them the runtime's worker threads, for as long as the scheduler plans:
+    /// up to a second with a million pending. So apply waits asynchronously, and requests that
+    /// only read are served meanwhile. Readers hold the lock briefly, and the scheduler rests
+    /// between cycles at least as long as it planned, so apply gets its turn. The barrier
+    /// comes first, as everywhere (`audit::consistent_read` takes it, then reads the state),
+    /// and is let go while waiting.
+    async fn lock_for_apply(
+        &self,
+    ) -> (
+        std::sync::MutexGuard<'_, ()>,
+        std::sync::RwLockWriteGuard<'_, SmData>,
+    ) {
+        let mut tries = 0u32;
+        loop {
+            let barrier = self.audit.barrier();
+            match self.shared.data.try_write() {
+                Ok(g) => return (barrier, g),
+                Err(std::sync::TryLockError::Poisoned(p)) => return (barrier, p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+            drop(barrier);
+            if tries < 16 {
+                tries += 1;
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+    }
+
     fn publish(&self) {
         let rev = self.shared.read().state.revision();
         self.shared.revision.send_replace(rev);
@@ -243,9 +275,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut out = Vec::new();
-        let barrier = self.audit.barrier();
+        let (barrier, mut d) = self.lock_for_apply().await;
         let (audit, pruned, work_changed) = {
-            let mut d = self.write();
             let pruned_before = d.state.audit_head().pruned_through;
             for e in entries {
                 d.last_applied = Some(e.log_id);
@@ -270,6 +301,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 d.state.take_work_changed(),
             )
         };
+        drop(d);
         if !audit.is_empty() || pruned.is_some() {
             self.audit.write_applied(&audit, pruned).map_err(sm_err)?;
         }
