@@ -54,12 +54,13 @@ fn no_leader() -> ApiError {
 }
 
 /// Proposes `cmd` on the leader (this member or another) and returns the applied result.
+/// Here it is proposed together with the writes proposed at the same time (`write_batch.rs`).
 ///
 /// A write that is not committed within `server.write_timeout_seconds` (e.g. this member leads
 /// but lost its quorum) answers 503; its outcome is then unknown to the client, as with any
 /// timed-out request.
 pub async fn propose(app: &App, cmd: Command) -> Result<CommandOutcome, ApiError> {
-    match write_here(app, cmd.clone()).await {
+    match crate::write_batch::write(app, cmd.clone()).await {
         Ok(data) => data.map_err(ApiError::from),
         Err(e) => match e.forward_to() {
             Some(Some(node)) => {
@@ -82,7 +83,7 @@ pub async fn propose(app: &App, cmd: Command) -> Result<CommandOutcome, ApiError
 /// detector). Never forwarded: a decision taken as leader is stale once leadership is lost, so
 /// if this member turns out not to lead (or cannot commit in time) the command is dropped.
 pub async fn propose_as_leader(app: &App, cmd: Command) -> Result<CommandOutcome, ApiError> {
-    match write_here(app, cmd).await {
+    match crate::write_batch::write(app, cmd).await {
         Ok(data) => data.map_err(ApiError::from),
         Err(e) if e.forward_to().is_some() => Err(ApiError::unavailable(
             "dropped: this member is no longer the leader",
@@ -145,15 +146,9 @@ impl std::fmt::Display for WriteError {
     }
 }
 
-/// Proposes through this member's Raft (together with the other writes proposed here at the
-/// same time, `write_batch.rs`), bounded by the write deadline; returns the applied result.
-async fn write_here(app: &App, cmd: Command) -> Result<CommandResult, WriteError> {
-    crate::write_batch::write(app, cmd).await
-}
-
 /// Leader side of a forwarded write.
 pub async fn propose_local(app: &App, cmd: Command) -> Result<CommandResult, String> {
-    match write_here(app, cmd).await {
+    match crate::write_batch::write(app, cmd).await {
         Ok(data) => Ok(data),
         Err(e) => Err(e.to_string()),
     }

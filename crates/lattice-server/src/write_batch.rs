@@ -154,18 +154,15 @@ fn take(queue: &[Pending]) -> usize {
 }
 
 async fn propose(app: &App, batch: Vec<Pending>, deadline: Duration) {
-    let (mut commands, dones): (Vec<Command>, Vec<_>) =
+    let (commands, dones): (Vec<Command>, Vec<_>) =
         batch.into_iter().map(|p| (p.cmd, p.done)).unzip();
     let alone = commands.len() == 1;
-    let cmd = match commands.pop() {
-        Some(c) if alone => c,
-        last => {
-            commands.extend(last);
-            Command::Batch {
-                now: clock::now(),
-                commands,
-            }
-        }
+    let cmd = match <[Command; 1]>::try_from(commands) {
+        Ok([cmd]) => cmd,
+        Err(commands) => Command::Batch {
+            now: clock::now(),
+            commands,
+        },
     };
     let res = client_write(app, cmd, deadline).await;
     let results: Vec<Result<CommandResult, WriteError>> = match res {
