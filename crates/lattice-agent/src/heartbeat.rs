@@ -1,5 +1,5 @@
-//! The heartbeat loop: every `heartbeat_interval_seconds`, and at once whenever a report is
-//! queued, tells the control plane that the agent's nodes are alive and carries every pending
+//! The heartbeat loop: `heartbeat_interval_seconds` after the last successful beat, and at
+//! once whenever a report is queued, tells the control plane that the agent's nodes are alive and carries every pending
 //! checkpoint and exit report (taken together, so a rank's checkpoints travel no later than
 //! its exit; the control plane applies `checkpoints` before `reports`). Reports stay queued
 //! until a heartbeat carrying them succeeds (the control plane ignores duplicates, so
@@ -61,6 +61,10 @@ impl Heartbeat {
             };
             match beat {
                 Ok(unknown) => {
+                    // The control plane heard from these nodes just now: the next regular
+                    // beat is due a whole interval later (a node that reports often sends
+                    // no other beats).
+                    tick.reset();
                     if failures > 0 {
                         tracing::info!("heartbeats answered again");
                     }

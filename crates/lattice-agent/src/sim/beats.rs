@@ -2,8 +2,10 @@
 //! pending reports. The [`ticker`] gives every node its beat once per interval, the N nodes
 //! spread evenly over it; the [`reporter`] sends an extra beat for a node as soon as it has
 //! new reports (as the real agent's heartbeat loop wakes when a report is queued). A node
-//! never has two beats in flight: a beat due while one is in flight is skipped, and
-//! reports queued meanwhile go out when it ends.
+//! whose last beat succeeded less than an interval ago skips its regular beat (the real
+//! agent resets its timer after each success), so a node that reports often sends no other
+//! beats. A node never has two beats in flight: a regular beat due while one is in flight
+//! goes out when it ends only if it failed, and reports queued meanwhile go out when it ends.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -47,7 +49,7 @@ pub async fn ticker(ctx: Arc<Ctx>) {
             while start + slot_offset(slot, n, ctx.interval) <= now {
                 let idx = u32::try_from(slot % n as u64).unwrap_or(0);
                 slot += 1;
-                if let Some(p) = e.begin_beat(idx, false) {
+                if let Some(p) = e.tick_beat(idx, now, ctx.interval) {
                     beats.push((idx, e.node_id(idx).clone(), p));
                 }
             }
@@ -99,14 +101,15 @@ fn spawn_beat(ctx: &Arc<Ctx>, idx: u32, id: String, pending: Pending) {
             } => r,
             () = wait::raised(&mut shutdown) => {
                 // Shutdown delivers what is pending in one last round.
-                ctx.shared.update(|e| e.end_beat(idx, None));
+                ctx.shared.update(|e| e.end_beat(idx, None, Instant::now()));
                 return;
             }
         };
         ctx.metrics.heartbeat(answer.is_ok(), pending.reports.len());
         match answer {
             Ok(resp) => {
-                ctx.shared.update(|e| e.end_beat(idx, Some(&pending)));
+                ctx.shared
+                    .update(|e| e.end_beat(idx, Some(&pending), Instant::now()));
                 if ctx.heartbeat_failures.swap(0, Ordering::Relaxed) > 0 {
                     tracing::info!("heartbeats answered again");
                 }
@@ -115,7 +118,7 @@ fn spawn_beat(ctx: &Arc<Ctx>, idx: u32, id: String, pending: Pending) {
                 }
             }
             Err(e) => {
-                ctx.shared.update(|e| e.end_beat(idx, None));
+                ctx.shared.update(|e| e.end_beat(idx, None, Instant::now()));
                 let failures = ctx.heartbeat_failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if failures.is_power_of_two() {
                     tracing::warn!(node = %id, error = %e, failures, "heartbeat failed");

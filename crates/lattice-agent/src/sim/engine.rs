@@ -71,6 +71,11 @@ struct Node {
     beating: bool,
     /// Reports were queued since the last heartbeat started.
     dirty: bool,
+    /// A regular beat came due while one was in flight: it goes out if that one fails.
+    owed: bool,
+    /// When the last successful heartbeat ended: the next regular one is due an interval
+    /// later (as the real agent's heartbeat loop resets its timer after every success).
+    beat_ok: Option<Instant>,
 }
 
 /// Counts for the agent's metrics and logs.
@@ -121,6 +126,8 @@ impl Engine {
                 registered: false,
                 beating: false,
                 dirty: false,
+                owed: false,
+                beat_ok: None,
             })
             .collect();
         Engine {
@@ -443,17 +450,28 @@ impl Engine {
         std::mem::take(&mut self.dirty)
     }
 
+    /// Node `idx`'s regular beat at `now`: none if a heartbeat succeeded less than
+    /// `interval` ago (the control plane heard from the node within the interval; a real
+    /// agent's timer was reset by that beat), else [`Engine::begin_beat`].
+    pub fn tick_beat(&mut self, idx: u32, now: Instant, interval: Duration) -> Option<Pending> {
+        let n = &self.nodes[idx as usize];
+        if n.beat_ok.is_some_and(|t| now < t + interval) {
+            return None;
+        }
+        self.begin_beat(idx, false)
+    }
+
     /// Starts a heartbeat of node `idx` unless the node is not registered yet or one is in
-    /// flight (then this one is owed: it goes out when that one ends, as a real agent's
-    /// delayed tick does); `only_if_dirty`: only when reports (or an owed beat) wait.
-    /// Returns what it carries.
+    /// flight (then a regular beat is owed: it goes out when that one ends if that one
+    /// failed, as a real agent's delayed tick does; a success resets the timer instead);
+    /// `only_if_dirty`: only when reports (or an owed beat) wait. Returns what it carries.
     pub fn begin_beat(&mut self, idx: u32, only_if_dirty: bool) -> Option<Pending> {
         let n = &mut self.nodes[idx as usize];
         if !n.registered {
             return None;
         }
         if n.beating {
-            n.dirty |= !only_if_dirty;
+            n.owed |= !only_if_dirty;
             return None;
         }
         if only_if_dirty && !n.dirty {
@@ -467,12 +485,15 @@ impl Engine {
         })
     }
 
-    /// A heartbeat of node `idx` ended: `delivered` is what it carried if it succeeded.
-    /// Reports queued meanwhile go out next.
-    pub fn end_beat(&mut self, idx: u32, delivered: Option<&Pending>) {
+    /// A heartbeat of node `idx` ended at `now`: `delivered` is what it carried if it
+    /// succeeded. Reports queued meanwhile go out next, and so does a regular beat owed
+    /// while a failed one was in flight.
+    pub fn end_beat(&mut self, idx: u32, delivered: Option<&Pending>, now: Instant) {
         let n = &mut self.nodes[idx as usize];
         n.beating = false;
+        n.dirty |= std::mem::take(&mut n.owed) && delivered.is_none();
         if let Some(d) = delivered {
+            n.beat_ok = Some(now);
             for r in &d.reports {
                 let slot = (r.allocation_id, r.run);
                 if n.pending.get(&slot) == Some(r) {

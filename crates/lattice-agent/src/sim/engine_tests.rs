@@ -61,7 +61,7 @@ fn step(e: &mut Engine, desired: &[Assignment], now: Instant) -> Vec<Action> {
 /// What the next heartbeat of node `idx` carries, delivered.
 fn beat(e: &mut Engine, idx: u32) -> Pending {
     let p = e.begin_beat(idx, false).expect("no beat in flight");
-    e.end_beat(idx, Some(&p));
+    e.end_beat(idx, Some(&p), Instant::now());
     p
 }
 
@@ -338,24 +338,46 @@ fn beats_carry_each_nodes_own_reports_and_never_overlap() {
     step(&mut e, &[assignment(3, "v-1", Desired::Stop)], t0);
     assert!(e.take_dirty().contains(&0));
     assert_eq!(e.begin_beat(0, true), None, "one beat in flight per node");
-    e.end_beat(0, None); // failed: everything stays pending
+    e.end_beat(0, None, t0); // failed: everything stays pending
     assert_eq!(e.take_dirty(), vec![0]);
     let second = e.begin_beat(0, true).expect("queued reports go out");
     assert_eq!(
         outcomes(&second),
         vec![(1, 0, ExitOutcome::Exited), (3, 0, ExitOutcome::Stopped)]
     );
-    // A regular beat due while one is in flight is owed, not lost.
+    // A regular beat due while one is in flight is covered by that one's success...
     assert_eq!(e.begin_beat(0, false), None);
-    e.end_beat(0, Some(&second));
+    e.end_beat(0, Some(&second), t0);
+    assert_eq!(e.take_dirty(), Vec::<u32>::new());
+    assert_eq!(e.begin_beat(0, true), None, "nothing new");
+    // ...and owed, not lost, when that one fails.
+    let third = e.begin_beat(0, false).expect("no beat in flight");
+    assert_eq!(e.begin_beat(0, false), None);
+    e.end_beat(0, None, t0);
     assert_eq!(e.take_dirty(), vec![0]);
-    assert_eq!(e.begin_beat(0, true), Some(Pending::default()));
-    e.end_beat(0, Some(&Pending::default()));
+    assert_eq!(e.begin_beat(0, true), Some(third));
+    e.end_beat(0, Some(&Pending::default()), t0);
     assert_eq!(e.begin_beat(0, true), None, "nothing new");
     assert_eq!(
         outcomes(&beat(&mut e, 1)),
         vec![(2, 0, ExitOutcome::Exited)]
     );
+}
+
+#[test]
+fn a_regular_beat_is_skipped_within_an_interval_of_a_successful_one() {
+    let mut e = Engine::new(vec!["v-1".into()], S);
+    e.set_registered(0);
+    let t0 = Instant::now();
+    let i = Duration::from_secs(5);
+    // Never beaten: due.
+    let p = e.tick_beat(0, t0, i).expect("first beat");
+    e.end_beat(0, Some(&p), t0);
+    assert_eq!(e.tick_beat(0, t0 + i - Duration::from_millis(1), i), None);
+    assert!(e.tick_beat(0, t0 + i, i).is_some(), "an interval later");
+    // A failed beat does not count.
+    e.end_beat(0, None, t0 + i);
+    assert!(e.tick_beat(0, t0 + i, i).is_some());
 }
 
 #[test]
@@ -447,7 +469,7 @@ fn many_ranks_each_start_once_and_report_once() {
         e.fire(now);
         for idx in e.take_dirty() {
             if let Some(p) = e.begin_beat(idx, true) {
-                e.end_beat(idx, Some(&p));
+                e.end_beat(idx, Some(&p), now);
                 // The control plane frees the node for each reported rank.
                 for r in &p.reports {
                     desired.retain(|a| !(a.allocation_id == r.allocation_id && a.run == r.run));
