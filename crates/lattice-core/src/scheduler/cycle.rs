@@ -88,6 +88,10 @@ pub struct Cycle<'a> {
     pub has_quota: Vec<bool>,
     /// Running elements per array, including this cycle's placements.
     pub array_running: FastMap<AllocId, u32>,
+    /// The `%` cap of each array looked up so far, and the last one (the placement loop asks
+    /// once per queued element, and an array's elements come in runs).
+    caps: FastMap<AllocId, Option<u32>>,
+    last_cap: (AllocId, Option<u32>),
     /// Queues at least this long are built on two threads (see `queue.rs`).
     pub parallel_from: usize,
     /// Live claims of pending preemptors (held by nobody else: their nodes are `taken` from
@@ -137,6 +141,8 @@ impl<'a> Cycle<'a> {
             loads,
             has_quota,
             array_running: FastMap::default(),
+            caps: FastMap::default(),
+            last_cap: (0, None),
             parallel_from: crate::scheduler::queue::PARALLEL_FROM,
             claims: FastMap::default(),
             started: FastMap::default(),
@@ -241,7 +247,7 @@ impl<'a> Cycle<'a> {
         let Some(array) = w.array() else {
             return false;
         };
-        let cap = self.state.array(array).and_then(|i| i.max_running);
+        let cap = self.array_cap(array);
         cap.is_some_and(|c| self.array_running(array) >= c)
     }
 
@@ -267,6 +273,20 @@ impl<'a> Cycle<'a> {
     /// Whether node `i` may take work at some point (not drained, draining or down).
     pub fn usable(&self, i: usize) -> bool {
         self.avail[i] != NEVER
+    }
+
+    /// The running-elements cap of `array` (its `%`), if it has one.
+    pub fn array_cap(&mut self, array: AllocId) -> Option<u32> {
+        if self.last_cap.0 == array {
+            return self.last_cap.1;
+        }
+        let state = self.state;
+        let cap = *self
+            .caps
+            .entry(array)
+            .or_insert_with(|| state.array(array).and_then(|i| i.max_running));
+        self.last_cap = (array, cap);
+        cap
     }
 
     pub fn array_running(&mut self, array: AllocId) -> u32 {
@@ -328,8 +348,13 @@ pub struct Work {
 
 impl Work {
     pub fn of(cx: &Cycle<'_>, a: &Allocation) -> Self {
+        Self::with_tenant(cx.tenant_of(&a.tenant), a)
+    }
+
+    /// [`Work::of`] with `a`'s tenant index already looked up (`None`: an unknown tenant).
+    pub fn with_tenant(tenant: Option<u32>, a: &Allocation) -> Self {
         Work {
-            tenant: cx.tenant_of(&a.tenant).unwrap_or(u32::MAX),
+            tenant: tenant.unwrap_or(u32::MAX),
             nodes: a.nodes,
             // Walltimes are at most a year (validated), well within u32 seconds.
             walltime_seconds: u32::try_from(a.walltime_seconds).unwrap_or(u32::MAX),

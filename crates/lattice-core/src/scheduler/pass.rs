@@ -27,7 +27,7 @@ use crate::scheduler::backfill::{ceil_second, estimate, shadow, Reservation, EST
 use crate::scheduler::cycle::{Cycle, FastMap, Work, CLAIMED};
 use crate::scheduler::feasibility::{Feasibility, Picks, Use};
 use crate::scheduler::preempt::Preemptor;
-use crate::scheduler::queue::{self, Entry, Seen};
+use crate::scheduler::queue::{self, Entry, SeenList};
 use crate::scheduler::reasons::{Reasons, Why, NO_REASON};
 use crate::scheduler::{Placement, Plan, VClusterTrace};
 use crate::tenant::quota_exceeded;
@@ -298,7 +298,7 @@ fn limit<'a>(cx: &mut Cycle<'a>, w: &Work, head: Option<&Work>) -> Option<Why<'a
         }
     }
     let array = w.array()?;
-    let cap = cx.state.array(array)?.max_running?;
+    let cap = cx.array_cap(array)?;
     let reserved = u32::from(head.is_some_and(|h| h.array() == Some(array)));
     (cx.array_running(array) + reserved >= cap).then_some(Why::ArrayLimit { array, cap })
 }
@@ -308,7 +308,7 @@ fn limit<'a>(cx: &mut Cycle<'a>, w: &Work, head: Option<&Work>) -> Option<Why<'a
 fn write_estimates<'a>(
     cx: &Cycle<'a>,
     feas: &mut Feasibility<'a>,
-    pending: &[Seen<'a>],
+    pending: &SeenList<'a>,
     blocked: &[Entry],
     plan: &mut Plan,
 ) {
@@ -329,7 +329,7 @@ fn write_estimates<'a>(
     }
     let placed: FastMap<AllocId, ()> = plan.placements.iter().map(|p| (p.allocation, ())).collect();
     // Only allocations that have an estimate, or get one, can change.
-    for a in pending {
+    for a in pending.iter() {
         let old = a.estimate;
         if old.is_none() && estimates.is_empty() {
             continue;

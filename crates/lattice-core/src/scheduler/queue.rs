@@ -1,8 +1,8 @@
 //! Building a vCluster's queue: every pending allocation is read once, in ID order, into a
 //! compact [`Entry`] (or a gate reason: held, dependency), scored, and the entries are sorted
-//! by score. Large queues are split in two halves handled on two threads (reading, scoring and
-//! sorting are independent per allocation); the halves are joined in order, so the result is
-//! the same as on one thread.
+//! by score. Large queues are split in two halves, each read, scored and sorted in place on
+//! its own thread (all three are independent per allocation); the sorted halves are merged,
+//! and positions break the last ties, so the result is the same as on one thread.
 
 use crate::allocation::{AllocId, Allocation, Constraints};
 use crate::scheduler::cycle::{Cycle, Work};
@@ -105,6 +105,9 @@ fn read<'a>(cx: &Cycle<'a>, pending: &[&'a Allocation], offset: usize, plain: u3
         odd: Vec::new(),
         tenants: vec![false; cx.tenants.len()],
     };
+    // Consecutive allocations mostly share a tenant (an array's elements always do): its
+    // index is looked up again only when the name changes.
+    let mut last: Option<(&str, Option<u32>)> = None;
     for (i, &a) in pending.iter().enumerate() {
         let pos = offset + i;
         p.seen.push(Seen {
@@ -117,7 +120,15 @@ fn read<'a>(cx: &Cycle<'a>, pending: &[&'a Allocation], offset: usize, plain: u3
             p.gates.push((pos, why));
             continue;
         }
-        let work = Work::of(cx, a);
+        let tenant = match last {
+            Some((name, t)) if name == a.tenant => t,
+            _ => {
+                let t = cx.tenant_of(&a.tenant);
+                last = Some((a.tenant.as_str(), t));
+                t
+            }
+        };
+        let work = Work::with_tenant(tenant, a);
         if let Some(t) = work.tenant() {
             p.tenants[t as usize] = true;
         }
@@ -180,6 +191,33 @@ fn by_key(e: &Entry) -> (u128, u32) {
     (e.key, e.pos)
 }
 
+/// What every pending allocation had, by position: the parts read on each thread, kept as
+/// they are (joining them would copy, and fault in, tens of megabytes per cycle at a million
+/// pending).
+pub struct SeenList<'a> {
+    parts: Vec<Vec<Seen<'a>>>,
+}
+
+impl<'a> SeenList<'a> {
+    pub fn iter(&self) -> impl Iterator<Item = &Seen<'a>> {
+        self.parts.iter().flatten()
+    }
+}
+
+impl<'a> std::ops::Index<usize> for SeenList<'a> {
+    type Output = Seen<'a>;
+
+    fn index(&self, mut pos: usize) -> &Seen<'a> {
+        for p in &self.parts {
+            if pos < p.len() {
+                return &p[pos];
+            }
+            pos -= p.len();
+        }
+        panic!("position {pos} past the pending list")
+    }
+}
+
 /// Reads, gates, scores and sorts a vCluster's pending allocations (`pending` in ID order).
 /// Gated allocations get their reason in `why` (by position); the others come back sorted,
 /// with what every allocation had (`Seen`, by position).
@@ -190,11 +228,11 @@ pub fn build<'a>(
     pending: &[&'a Allocation],
     reasons: &mut Reasons<'a>,
     why: &mut [u32],
-) -> (Vec<Entry>, Vec<Seen<'a>>) {
+) -> (Vec<Entry>, SeenList<'a>) {
     let parallel = pending.len() >= cx.parallel_from.max(2);
     let mid = pending.len() / 2;
     let plain = feas.intern(cx, &PLAIN) as u32;
-    let parts: Vec<Part<'a>> = if parallel {
+    let mut parts: Vec<Part<'a>> = if parallel {
         let (low, high) = pending.split_at(mid);
         std::thread::scope(|s| {
             let h = s.spawn(|| read(cx, high, mid, plain));
@@ -206,23 +244,18 @@ pub fn build<'a>(
         vec![read(cx, pending, 0, plain)]
     };
 
-    // Join the parts in order; intern what the threads could not.
-    let mut entries = Vec::with_capacity(pending.len());
-    let mut seen = Vec::with_capacity(pending.len());
+    // Intern what the threads could not, in position order.
     let mut tenants = vec![false; cx.tenants.len()];
-    for p in parts {
-        let base = entries.len();
-        entries.extend(p.entries);
-        seen.extend(p.seen);
-        for (pos, w) in p.gates {
+    for p in &mut parts {
+        for (pos, w) in p.gates.drain(..) {
             why[pos] = reasons.intern(w);
         }
-        for k in p.odd {
-            let e = &mut entries[base + k];
+        for &k in &p.odd {
+            let e = &mut p.entries[k];
             e.cid = feas.intern(cx, &pending[e.pos as usize].constraints) as u32;
         }
-        for (t, any) in p.tenants.into_iter().enumerate() {
-            tenants[t] |= any;
+        for (t, any) in p.tenants.iter().enumerate() {
+            tenants[t] |= *any;
         }
     }
 
@@ -248,32 +281,40 @@ pub fn build<'a>(
         feas.prepare_all_groups(cx);
     }
     let feas: &Feasibility<'a> = feas;
+    // Each part is scored and sorted in place (on its own thread), then the two are merged.
     // (key, position) pairs are distinct, so an unstable sort gives one order; positions are
     // in ID order, so they break the last ties by ID.
-    if parallel && entries.len() >= 2 {
-        let half = entries.len() / 2;
-        let (low, high) = entries.split_at_mut(half);
-        std::thread::scope(|s| {
-            let h = s.spawn(|| {
-                score_all(high, vc, cx, feas, groups, &terms);
-                high.sort_unstable_by_key(by_key);
-            });
-            score_all(low, vc, cx, feas, groups, &terms);
-            low.sort_unstable_by_key(by_key);
-            h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-        });
-        (merge(&entries, half), seen)
-    } else {
-        score_all(&mut entries, vc, cx, feas, groups, &terms);
+    let sort = |entries: &mut Vec<Entry>| {
+        score_all(entries, vc, cx, feas, groups, &terms);
         entries.sort_unstable_by_key(by_key);
-        (entries, seen)
-    }
+    };
+    let seen = SeenList {
+        parts: parts
+            .iter_mut()
+            .map(|p| std::mem::take(&mut p.seen))
+            .collect(),
+    };
+    let entries = match &mut parts[..] {
+        [one] => {
+            sort(&mut one.entries);
+            std::mem::take(&mut one.entries)
+        }
+        [low, high] => {
+            std::thread::scope(|s| {
+                let h = s.spawn(|| sort(&mut high.entries));
+                sort(&mut low.entries);
+                h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            });
+            merge(&low.entries, &high.entries)
+        }
+        _ => Vec::new(),
+    };
+    (entries, seen)
 }
 
-/// Merges the two sorted halves `v[..half]` and `v[half..]`.
-fn merge(v: &[Entry], half: usize) -> Vec<Entry> {
-    let (a, b) = v.split_at(half);
-    let mut out = Vec::with_capacity(v.len());
+/// Merges two sorted runs.
+fn merge(a: &[Entry], b: &[Entry]) -> Vec<Entry> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
         if by_key(&a[i]) <= by_key(&b[j]) {
