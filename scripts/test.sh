@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # Debian packages whose programs the tests run for real: victoria-metrics (telemetry tests,
 # crates/lattice-cli/tests/telemetry.rs); prometheus (prometheus and promtool: the
 # observability tests, crates/lattice-cli/tests/observability.rs, and the metrics unit tests);
-# iproute2 and curl (the partition tests build a network of namespaces, tests/partition.rs).
-PKGS=(victoria-metrics prometheus iproute2 curl)
+# iproute2 and curl (the partition tests build a network of namespaces, tests/partition.rs);
+# make (the build of jemalloc, the binary's allocator, runs it).
+PKGS=(victoria-metrics prometheus iproute2 curl make)
 need_pkgs=()
 for pkg in "${PKGS[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
