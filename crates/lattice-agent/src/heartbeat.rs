@@ -1,9 +1,10 @@
 //! The heartbeat loop: `heartbeat_interval_seconds` after the last successful beat, and at
-//! once whenever a report is queued, tells the control plane that the agent's nodes are alive and carries every pending
-//! checkpoint and exit report (taken together, so a rank's checkpoints travel no later than
-//! its exit; the control plane applies `checkpoints` before `reports`). Reports stay queued
-//! until a heartbeat carrying them succeeds (the control plane ignores duplicates, so
-//! resending is safe). Nodes the control plane does not know are registered again.
+//! once whenever a report is queued, tells the control plane that the agent's nodes are
+//! alive and carries every pending checkpoint and exit report (taken together, so a rank's
+//! checkpoints travel no later than its exit; the control plane applies `checkpoints` before
+//! `reports`). Reports stay queued until a heartbeat carrying them succeeds (the control
+//! plane ignores duplicates, so resending is safe). Nodes the control plane does not know are
+//! registered again.
 
 use std::sync::Arc;
 use std::time::Duration;
