@@ -39,6 +39,8 @@ pub struct AgentConfig {
     pub nodes: u32,
     /// Features advertised for every presented node (matched by allocation constraints).
     pub features: Vec<String>,
+    /// Heartbeat period, counted from the last successful heartbeat (exit reports go out at
+    /// once, so a node that reports often sends no other heartbeats).
     pub heartbeat_interval_seconds: u64,
     /// Time between SIGTERM and SIGKILL when a rank is stopped or hits its walltime.
     pub kill_grace_seconds: u64,

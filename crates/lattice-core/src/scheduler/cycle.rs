@@ -88,10 +88,9 @@ pub struct Cycle<'a> {
     pub has_quota: Vec<bool>,
     /// Running elements per array, including this cycle's placements.
     pub array_running: FastMap<AllocId, u32>,
-    /// The `%` cap of each array looked up so far, and the last one (the placement loop asks
-    /// once per queued element, and an array's elements come in runs).
+    /// The `%` cap of each array looked up so far (the placement loop asks once per queued
+    /// element: a hash lookup instead of the state's B-tree).
     caps: FastMap<AllocId, Option<u32>>,
-    last_cap: (AllocId, Option<u32>),
     /// Queues at least this long are built on two threads (see `queue.rs`).
     pub parallel_from: usize,
     /// Live claims of pending preemptors (held by nobody else: their nodes are `taken` from
@@ -142,7 +141,6 @@ impl<'a> Cycle<'a> {
             has_quota,
             array_running: FastMap::default(),
             caps: FastMap::default(),
-            last_cap: (0, None),
             parallel_from: crate::scheduler::queue::PARALLEL_FROM,
             claims: FastMap::default(),
             started: FastMap::default(),
@@ -277,16 +275,11 @@ impl<'a> Cycle<'a> {
 
     /// The running-elements cap of `array` (its `%`), if it has one.
     pub fn array_cap(&mut self, array: AllocId) -> Option<u32> {
-        if self.last_cap.0 == array {
-            return self.last_cap.1;
-        }
         let state = self.state;
-        let cap = *self
+        *self
             .caps
             .entry(array)
-            .or_insert_with(|| state.array(array).and_then(|i| i.max_running));
-        self.last_cap = (array, cap);
-        cap
+            .or_insert_with(|| state.array(array).and_then(|i| i.max_running))
     }
 
     pub fn array_running(&mut self, array: AllocId) -> u32 {
