@@ -66,7 +66,7 @@ impl std::fmt::Display for AllocState {
 }
 
 /// What a node must offer for an allocation to be placed on it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Constraints {
     /// Every listed feature must be present on the node.

@@ -1,5 +1,5 @@
 //! Sensitive tenants' work runs only on nodes its user claimed (`lattice claim`), and claimed
-//! nodes take no other work: [`split`] takes sensitive allocations out of the shared queues
+//! nodes take no other work: [`sensitive`] lists sensitive allocations, which the shared queues skip
 //! (whose passes never see claimed nodes: they are not free and never expected to be, see
 //! `cycle::expected_free`), and [`place`] starts them on their owner's claimed, idle nodes.
 //!
@@ -12,23 +12,21 @@ use crate::allocation::Allocation;
 use crate::scheduler::cycle::{Cycle, Work};
 use crate::scheduler::reasons::{Reasons, Why};
 use crate::scheduler::{Placement, Plan};
-use crate::state::ClusterState;
+use crate::state::{ClusterState, VcQueue};
 
-/// Splits a vCluster's pending allocations into those of the shared pool and those of
-/// sensitive tenants (appended to `private`). Costs nothing when no tenant is sensitive.
-pub fn split<'a>(
-    state: &ClusterState,
-    pending: Vec<&'a Allocation>,
-    private: &mut Vec<&'a Allocation>,
-) -> Vec<&'a Allocation> {
-    if !state.tenants().values().any(|t| t.sensitive) {
-        return pending;
-    }
-    let (mine, shared): (Vec<_>, Vec<_>) = pending
-        .into_iter()
-        .partition(|a| state.is_sensitive(&a.tenant));
-    private.extend(mine);
-    shared
+/// The pending allocations of sensitive tenants in a vCluster's queue index (the shared
+/// queue skips them).
+pub fn sensitive<'a>(state: &'a ClusterState, q: &'a VcQueue) -> Vec<&'a Allocation> {
+    let classed = q
+        .classes
+        .iter()
+        .filter(|(c, _)| state.is_sensitive(&c.tenant))
+        .flat_map(|(_, by_reason)| by_reason.values().flatten().map(|m| m.1));
+    classed
+        .chain(q.irregular.iter().copied())
+        .filter_map(|id| state.allocation(id))
+        .filter(|a| state.is_sensitive(&a.tenant))
+        .collect()
 }
 
 /// Places sensitive allocations on their owners' claimed nodes.

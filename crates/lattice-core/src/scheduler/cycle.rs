@@ -91,8 +91,10 @@ pub struct Cycle<'a> {
     /// The `%` cap of each array looked up so far (the placement loop asks once per queued
     /// element: a hash lookup instead of the state's B-tree).
     caps: FastMap<AllocId, Option<u32>>,
-    /// Queues at least this long are built on two threads (see `queue.rs`).
-    pub parallel_from: usize,
+    /// Whether a pass may stop reading its queue once the rest cannot start, and decide
+    /// the rest's reasons by class (`pass.rs`). Off only to test that doing so changes
+    /// nothing.
+    pub lazy: bool,
     /// Live claims of pending preemptors (held by nobody else: their nodes are `taken` from
     /// the start of the cycle): claimant -> its claimed nodes, ascending.
     pub claims: FastMap<AllocId, Vec<u32>>,
@@ -141,7 +143,7 @@ impl<'a> Cycle<'a> {
             has_quota,
             array_running: FastMap::default(),
             caps: FastMap::default(),
-            parallel_from: crate::scheduler::queue::PARALLEL_FROM,
+            lazy: true,
             claims: FastMap::default(),
             started: FastMap::default(),
         };
@@ -353,6 +355,17 @@ impl Work {
             walltime_seconds: u32::try_from(a.walltime_seconds).unwrap_or(u32::MAX),
             preemptible: a.preemptible,
             array: a.array_id.unwrap_or(0),
+        }
+    }
+
+    /// What quotas and caps look at, for work of `nodes` nodes of array `array` (0: none).
+    pub fn for_limits(tenant: Option<u32>, nodes: u32, array: AllocId) -> Self {
+        Work {
+            tenant: tenant.unwrap_or(u32::MAX),
+            nodes,
+            walltime_seconds: 0,
+            preemptible: false,
+            array,
         }
     }
 

@@ -148,6 +148,11 @@ impl<'c> Feasibility<'c> {
         self.sets[id].constraints
     }
 
+    /// Whether no interned set has an untaken free member: nothing more can start.
+    pub fn none_free(&self) -> bool {
+        self.sets.iter().all(|c| c.free == [0, 0])
+    }
+
     /// Untaken free members satisfying the set.
     pub fn free(&self, id: usize) -> usize {
         let f = self.sets[id].free;

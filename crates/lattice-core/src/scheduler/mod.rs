@@ -6,14 +6,17 @@
 //! policy and reservation, so one vCluster's blocked queue never blocks another's.
 //!
 //! Pipeline per vCluster (see `README.md` beside this file and docs/scheduling.md):
-//! 1. gates ([`pass`]): held and dependency-waiting allocations get their reason;
-//! 2. [`score`]: priority, log-shaped aging, fair share, topology, weighted per vCluster;
+//! 1. gates ([`queue`]): held and dependency-waiting allocations get their reason;
+//! 2. [`score`]: priority, log-shaped aging, fair share, topology, weighted per vCluster; the
+//!    [`queue`] merges the state's classes of pending work lazily in score order;
 //! 3. placement in score order ([`pass`]): [`feasibility`] picks free matching nodes (cached
 //!    per distinct constraint set, best fit by topology group); quotas and array caps are
 //!    checked; an allocation that cannot start may [`preempt`] lower-priority work (the
 //!    victims and its claim go into the plan); [`backfill`] gives the first blocked
 //!    allocation a reservation (EASY) or, in a FIFO vCluster, stops the queue;
-//! 4. [`reasons`] and estimated starts that changed go into the plan.
+//! 4. [`reasons`] and estimated starts that changed go into the plan. Once nothing more can
+//!    start and the estimates have their allocations, the pass stops reading: the reasons
+//!    of the rest follow from their classes.
 
 pub mod backfill;
 pub mod claims;
@@ -30,10 +33,11 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::allocation::{AllocId, Allocation};
+use crate::allocation::AllocId;
 use crate::node::NodeId;
-use crate::state::ClusterState;
+use crate::state::{ClusterState, VcQueue};
 use crate::time::Timestamp;
+use crate::vcluster::VCluster;
 
 pub use backfill::Reservation;
 pub use reasons::{
@@ -106,71 +110,47 @@ pub fn schedule_traced(
     now: Timestamp,
     only: Option<&BTreeSet<String>>,
 ) -> (Plan, Vec<VClusterTrace>) {
-    run_cycle(state, now, only, queue::PARALLEL_FROM)
+    run_cycle(state, now, only, true)
 }
 
-/// One cycle; queues of at least `parallel_from` allocations are built on two threads.
+/// One cycle; `lazy`: passes stop reading their queues once the rest cannot start (off only
+/// in tests, to check that this changes nothing).
 fn run_cycle(
     state: &ClusterState,
     now: Timestamp,
     only: Option<&BTreeSet<String>>,
-    parallel_from: usize,
+    lazy: bool,
 ) -> (Plan, Vec<VClusterTrace>) {
     let mut plan = Plan::default();
     let mut traces = Vec::new();
-    let due: Vec<(&str, &BTreeSet<AllocId>)> = state
+    let due: Vec<(&VCluster, &VcQueue)> = state
         .pending_by_vcluster()
-        .iter()
-        .filter(|(name, _)| only.is_none_or(|o| o.contains(*name)))
-        .map(|(name, ids)| (name.as_str(), ids))
+        .keys()
+        .filter(|name| only.is_none_or(|o| o.contains(*name)))
+        // Submissions to unknown vClusters are refused.
+        .filter_map(|name| Some((state.vcluster(name)?, state.queue(name)?)))
         .collect();
     if due.is_empty() {
         return (plan, traces);
     }
     let mut cx = cycle::Cycle::new(state, now);
-    cx.parallel_from = parallel_from;
+    cx.lazy = lazy;
     cx.start_claims(&mut plan);
     let mut reasons = reasons::Reasons::new(state);
+    // Sensitive tenants' work is placed on their claimed nodes, not from the shared queues.
+    let any_sensitive = state.tenants().values().any(|t| t.sensitive);
+    let skip = |tenant: &str| any_sensitive && state.is_sensitive(tenant);
     let mut private = Vec::new();
-    let queues: Vec<_> = due
-        .into_iter()
-        .filter_map(|(name, ids)| {
-            // Submissions to unknown vClusters are refused.
-            let vc = state.vcluster(name)?;
-            Some((
-                vc,
-                claims::split(state, pending_of(state, ids), &mut private),
-            ))
-        })
-        .collect();
+    if any_sensitive {
+        for (_, q) in &due {
+            private.extend(claims::sensitive(state, q));
+        }
+    }
     claims::place(&mut cx, private, &mut plan, &mut reasons);
-    for (vc, pending) in queues {
-        traces.push(pass::run(&mut cx, vc, pending, &mut plan, &mut reasons));
+    for (vc, q) in due {
+        traces.push(pass::run(&mut cx, vc, q, &skip, &mut plan, &mut reasons));
     }
     (plan, traces)
-}
-
-/// The allocations of a vCluster's pending set, in ID order. When the IDs are dense (the
-/// usual case: pending work is recent), one sequential walk of the allocation map is much
-/// faster than a tree lookup per ID.
-fn pending_of<'a>(state: &'a ClusterState, ids: &BTreeSet<AllocId>) -> Vec<&'a Allocation> {
-    let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
-        return Vec::new();
-    };
-    let span = last - first + 1;
-    if span <= 2 * ids.len() as u64 {
-        let mut want = ids.iter().peekable();
-        let mut out = Vec::with_capacity(ids.len());
-        for (id, a) in state.allocations().range(first..=last) {
-            if want.peek() == Some(&id) {
-                want.next();
-                out.push(&**a);
-            }
-        }
-        out
-    } else {
-        ids.iter().filter_map(|id| state.allocation(*id)).collect()
-    }
 }
 
 #[cfg(test)]

@@ -1,20 +1,30 @@
-//! Building a vCluster's queue: every pending allocation is read once, in ID order, into a
-//! compact [`Entry`] (or a gate reason: held, dependency), scored, and the entries are sorted
-//! by score. Large queues are split in two halves, each read, scored and sorted in place on
-//! its own thread (all three are independent per allocation); the sorted halves are merged,
-//! and positions break the last ties, so the result is the same as on one thread.
+//! A vCluster's queue, read lazily: [`Queue::next`] gives pending allocations in score order,
+//! reading only as many records as the pass asks for.
+//!
+//! The state indexes pending work by class (`state/queues.rs`): tenant, priority, node count,
+//! array and constraints. Within a class the score falls with the submission time alone
+//! (aging is monotonic; the other terms are the class's), so a class kept in (submission,
+//! ID) order is already in queue order, and the queue is a merge of the classes' heads: one
+//! score per allocation read, no sort of the whole queue. Held allocations and those with
+//! dependencies are read every cycle; those whose gates are open join the merge.
+//!
+//! What the pass does not read keeps its place: [`Queue::rest`] names it by class, and the
+//! pass decides its reason for the whole class at once (`pass.rs`).
+
+use std::cmp::Reverse;
+use std::collections::btree_set;
+use std::collections::BinaryHeap;
 
 use crate::allocation::{AllocId, Allocation, Constraints};
 use crate::scheduler::cycle::{Cycle, Work};
 use crate::scheduler::feasibility::Feasibility;
-use crate::scheduler::reasons::{Reasons, Why};
+use crate::scheduler::reasons::{Reasons, Why, NO_REASON};
 use crate::scheduler::score::{score, FairShare, NEUTRAL};
+use crate::state::{QueueClass, VcQueue};
+use crate::time::Timestamp;
 use crate::vcluster::VCluster;
 
-/// Below this many pending allocations a queue is built on one thread.
-pub const PARALLEL_FROM: usize = 20_000;
-
-/// The empty constraint set, interned first so that threads can use its ID.
+/// The empty constraint set, interned first (the usual one).
 static PLAIN: Constraints = Constraints {
     features: Vec::new(),
     gpu_type: None,
@@ -23,65 +33,38 @@ static PLAIN: Constraints = Constraints {
     min_cpus: None,
 };
 
-/// What the placement loop needs of a pending allocation, with its place in the queue (48
-/// bytes): entries are sorted themselves, so the loop reads them in order.
+/// What the placement loop needs of a pending allocation, with its place in the queue.
 #[derive(Clone, Copy)]
 pub struct Entry {
-    /// See [`sort_key`]; the tie-break half first, the score half once terms are known.
+    /// See [`sort_key`].
     pub key: u128,
-    /// Index in the vCluster's pending list (ID order): the last tie-break.
+    /// Its index in [`Queue::seen`] (the order it was read in).
     pub pos: u32,
     /// Interned constraint set.
     pub cid: u32,
     pub work: Work,
 }
 
-/// What the reason and estimate passes need of every pending allocation (read in the same
-/// pass as the entries, so that each allocation record is visited once).
+/// An allocation the pass read (in the order read), with its current reason.
 pub struct Seen<'a> {
     pub id: AllocId,
+    pub alloc: &'a Allocation,
     pub reason: Option<&'a str>,
     pub detail: Option<&'a str>,
-    pub estimate: Option<u64>,
 }
 
 /// The queue order as one integer: score descending (the bits of a non-negative float order
-/// like the float), then the tie-break of `order.rs`: priority descending, oldest; the
-/// position (ID order) breaks the remaining ties.
-fn sort_key(score: f64, tie_break: u64) -> u128 {
+/// like the float), then the tie-break of `order.rs`: priority descending, oldest; the ID
+/// breaks the remaining ties.
+fn sort_key(score: f64, priority: u8, submitted_ms: u64) -> u128 {
     let hi = !score.max(0.0).to_bits();
-    (u128::from(hi) << 64) | u128::from(tie_break)
+    let tie = (u64::from(255 - priority) << 56) | (submitted_ms & ((1 << 56) - 1));
+    (u128::from(hi) << 64) | u128::from(tie)
 }
 
-fn tie_break(priority: u8, submitted_ms: u64) -> u64 {
-    (u64::from(255 - priority) << 56) | (submitted_ms & ((1 << 56) - 1))
-}
-
-/// The priority a tie-break half was made from.
 /// An entry's allocation priority (kept in its sort key).
 pub fn priority(e: &Entry) -> u8 {
-    priority_of(e.key)
-}
-
-fn priority_of(key: u128) -> u8 {
-    255 - (key as u64 >> 56) as u8
-}
-
-/// The submission time a tie-break half was made from.
-fn submitted_of(key: u128) -> u64 {
-    key as u64 & ((1 << 56) - 1)
-}
-
-/// What reading part of the pending list gives.
-struct Part<'a> {
-    entries: Vec<Entry>,
-    seen: Vec<Seen<'a>>,
-    /// Held or dependency-waiting allocations: (position, why).
-    gates: Vec<(usize, Why<'a>)>,
-    /// Entries (indices into `entries`) whose constraints are not empty: interned later.
-    odd: Vec<usize>,
-    /// Tenants (by index) with work in this part.
-    tenants: Vec<bool>,
+    255 - (e.key as u64 >> 56) as u8
 }
 
 /// Why `a` is not considered for placement at all this cycle, if it is not: it is held, or
@@ -95,79 +78,6 @@ pub fn gate<'a>(cx: &Cycle<'a>, a: &'a Allocation) -> Option<Why<'a>> {
         array: d.array,
         kind: d.kind,
     })
-}
-
-fn read<'a>(cx: &Cycle<'a>, pending: &[&'a Allocation], offset: usize, plain: u32) -> Part<'a> {
-    let mut p = Part {
-        entries: Vec::with_capacity(pending.len()),
-        seen: Vec::with_capacity(pending.len()),
-        gates: Vec::new(),
-        odd: Vec::new(),
-        tenants: vec![false; cx.tenants.len()],
-    };
-    // Consecutive allocations mostly share a tenant (an array's elements always do): its
-    // index is looked up again only when the name changes.
-    let mut last: Option<(&str, Option<u32>)> = None;
-    for (i, &a) in pending.iter().enumerate() {
-        let pos = offset + i;
-        p.seen.push(Seen {
-            id: a.id,
-            reason: a.reason.as_deref(),
-            detail: a.reason_detail.as_deref(),
-            estimate: a.estimated_start.map(|t| t.as_millis()),
-        });
-        if let Some(why) = gate(cx, a) {
-            p.gates.push((pos, why));
-            continue;
-        }
-        let tenant = match last {
-            Some((name, t)) if name == a.tenant => t,
-            _ => {
-                let t = cx.tenant_of(&a.tenant);
-                last = Some((a.tenant.as_str(), t));
-                t
-            }
-        };
-        let work = Work::with_tenant(tenant, a);
-        if let Some(t) = work.tenant() {
-            p.tenants[t as usize] = true;
-        }
-        let cid = if a.constraints == PLAIN {
-            plain
-        } else {
-            p.odd.push(p.entries.len());
-            u32::MAX
-        };
-        p.entries.push(Entry {
-            key: u128::from(tie_break(a.priority, a.submitted_at.as_millis())),
-            pos: pos as u32,
-            cid,
-            work,
-        });
-    }
-    p
-}
-
-/// Scores entries: the score half of each key.
-fn score_all(
-    entries: &mut [Entry],
-    vc: &VCluster,
-    cx: &Cycle<'_>,
-    feas: &Feasibility<'_>,
-    groups: bool,
-    terms: &[f64],
-) {
-    for e in entries {
-        let topology = if groups {
-            1.0 / feas.groups_for(e.cid as usize, e.work.nodes as usize) as f64
-        } else {
-            1.0
-        };
-        let fs = e.work.tenant().map_or(NEUTRAL, |t| terms[t as usize]);
-        let (priority, submitted) = (priority_of(e.key), submitted_of(e.key));
-        let s = score(&vc.weights, priority, submitted, cx.now, fs, topology);
-        e.key = sort_key(tiered(vc, priority, s), e.key as u64);
-    }
 }
 
 /// Scores are at most 4 x 1e6 (four terms in [0, 1] weighted at most [`MAX_WEIGHT`]).
@@ -187,145 +97,294 @@ fn tiered(vc: &VCluster, priority: u8, score: f64) -> f64 {
     }
 }
 
-fn by_key(e: &Entry) -> (u128, u32) {
-    (e.key, e.pos)
+/// A class of the state's queue index, as this cycle sees it.
+pub struct Class<'a> {
+    pub key: &'a QueueClass,
+    pub cid: u32,
+    pub tenant: Option<u32>,
+    fairshare: f64,
+    topology: f64,
+    /// Taken out of the merge: what is left of it gets one reason (`pass.rs`).
+    dropped: bool,
 }
 
-/// What every pending allocation had, by position: the parts read on each thread, kept as
-/// they are (joining them would copy, and fault in, tens of megabytes per cycle at a million
-/// pending).
-pub struct SeenList<'a> {
-    parts: Vec<Vec<Seen<'a>>>,
-}
-
-impl<'a> SeenList<'a> {
-    pub fn iter(&self) -> impl Iterator<Item = &Seen<'a>> {
-        self.parts.iter().flatten()
+impl Class<'_> {
+    /// What quotas and caps need of the class's members.
+    pub fn work(&self) -> Work {
+        Work::for_limits(self.tenant, self.key.nodes, self.key.array)
     }
 }
 
-impl<'a> std::ops::Index<usize> for SeenList<'a> {
-    type Output = Seen<'a>;
-
-    fn index(&self, mut pos: usize) -> &Seen<'a> {
-        for p in &self.parts {
-            if pos < p.len() {
-                return &p[pos];
-            }
-            pos -= p.len();
-        }
-        panic!("position {pos} past the pending list")
-    }
+/// The members of one class that share a reason, from the one in the merge on.
+struct Source<'a> {
+    class: u32,
+    reason: Option<&'a str>,
+    detail: Option<&'a str>,
+    /// The member in the merge (not read yet), if any.
+    head: Option<(Timestamp, AllocId)>,
+    rest: btree_set::Iter<'a, (Timestamp, AllocId)>,
 }
 
-/// Reads, gates, scores and sorts a vCluster's pending allocations (`pending` in ID order).
-/// Gated allocations get their reason in `why` (by position); the others come back sorted,
-/// with what every allocation had (`Seen`, by position).
-pub fn build<'a>(
-    cx: &Cycle<'a>,
+/// An irregular allocation whose gates are open.
+struct Open<'a> {
+    alloc: &'a Allocation,
+    cid: u32,
+    work: Work,
+    read: bool,
+}
+
+pub struct Queue<'a> {
     vc: &'a VCluster,
-    feas: &mut Feasibility<'a>,
-    pending: &[&'a Allocation],
-    reasons: &mut Reasons<'a>,
-    why: &mut [u32],
-) -> (Vec<Entry>, SeenList<'a>) {
-    let parallel = pending.len() >= cx.parallel_from.max(2);
-    let mid = pending.len() / 2;
-    let plain = feas.intern(cx, &PLAIN) as u32;
-    let mut parts: Vec<Part<'a>> = if parallel {
-        let (low, high) = pending.split_at(mid);
-        std::thread::scope(|s| {
-            let h = s.spawn(|| read(cx, high, mid, plain));
-            let first = read(cx, low, 0, plain);
-            let second = h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-            vec![first, second]
-        })
-    } else {
-        vec![read(cx, pending, 0, plain)]
-    };
-
-    // Intern what the threads could not, in position order.
-    let mut tenants = vec![false; cx.tenants.len()];
-    for p in &mut parts {
-        for (pos, w) in p.gates.drain(..) {
-            why[pos] = reasons.intern(w);
-        }
-        for &k in &p.odd {
-            let e = &mut p.entries[k];
-            e.cid = feas.intern(cx, &pending[e.pos as usize].constraints) as u32;
-        }
-        for (t, any) in p.tenants.iter().enumerate() {
-            tenants[t] |= *any;
-        }
-    }
-
-    // Scores, with the fair-share terms of the tenants that have work here.
-    let names = (0..tenants.len())
-        .filter(|&t| tenants[t])
-        .map(|t| cx.tenants[t].name.as_str());
-    let fairshare = FairShare::for_tenants(cx.state, vc, cx.now, names);
-    let terms: Vec<f64> = cx
-        .tenants
-        .iter()
-        .enumerate()
-        .map(|(t, x)| {
-            if tenants[t] {
-                fairshare.term(&x.name)
-            } else {
-                NEUTRAL
-            }
-        })
-        .collect();
-    let groups = feas.has_groups(cx);
-    if groups {
-        feas.prepare_all_groups(cx);
-    }
-    let feas: &Feasibility<'a> = feas;
-    // Each part is scored and sorted in place (on its own thread), then the two are merged.
-    // (key, position) pairs are distinct, so an unstable sort gives one order; positions are
-    // in ID order, so they break the last ties by ID.
-    let sort = |entries: &mut Vec<Entry>| {
-        score_all(entries, vc, cx, feas, groups, &terms);
-        entries.sort_unstable_by_key(by_key);
-    };
-    let seen = SeenList {
-        parts: parts
-            .iter_mut()
-            .map(|p| std::mem::take(&mut p.seen))
-            .collect(),
-    };
-    let entries = match &mut parts[..] {
-        [one] => {
-            sort(&mut one.entries);
-            std::mem::take(&mut one.entries)
-        }
-        [low, high] => {
-            std::thread::scope(|s| {
-                let h = s.spawn(|| sort(&mut high.entries));
-                sort(&mut low.entries);
-                h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-            });
-            merge(&low.entries, &high.entries)
-        }
-        _ => Vec::new(),
-    };
-    (entries, seen)
+    pub classes: Vec<Class<'a>>,
+    sources: Vec<Source<'a>>,
+    open: Vec<Open<'a>>,
+    /// (key, ID, source): sources first, then `open` entries.
+    heap: BinaryHeap<Reverse<(u128, AllocId, u32)>>,
+    /// What was read so far, in order; and why each waits (an interned reason), if decided.
+    pub seen: Vec<Seen<'a>>,
+    pub why: Vec<u32>,
 }
 
-/// Merges two sorted runs.
-fn merge(a: &[Entry], b: &[Entry]) -> Vec<Entry> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        if by_key(&a[i]) <= by_key(&b[j]) {
-            out.push(a[i]);
-            i += 1;
-        } else {
-            out.push(b[j]);
-            j += 1;
+/// The part of a class the pass did not read, by reason.
+pub struct Rest<'a> {
+    pub class: u32,
+    pub reason: Option<&'a str>,
+    pub detail: Option<&'a str>,
+    pub members: Box<dyn Iterator<Item = (Timestamp, AllocId)> + 'a>,
+}
+
+impl<'a> Queue<'a> {
+    /// The queue of `vc` from the state's index (`skip`: tenants whose work is placed
+    /// elsewhere, see `claims.rs`). Gated irregular allocations are read here and get
+    /// their reason; every constraint set is interned.
+    pub fn build(
+        cx: &Cycle<'a>,
+        vc: &'a VCluster,
+        feas: &mut Feasibility<'a>,
+        index: &'a VcQueue,
+        skip: &dyn Fn(&str) -> bool,
+        reasons: &mut Reasons<'a>,
+    ) -> Self {
+        let mut q = Queue {
+            vc,
+            classes: Vec::new(),
+            sources: Vec::new(),
+            open: Vec::new(),
+            heap: BinaryHeap::new(),
+            seen: Vec::new(),
+            why: Vec::new(),
+        };
+        let mut active = vec![false; cx.tenants.len()];
+        feas.intern(cx, &PLAIN);
+        for (key, by_reason) in &index.classes {
+            if skip(&key.tenant) {
+                continue;
+            }
+            let tenant = cx.tenant_of(&key.tenant);
+            if let Some(t) = tenant {
+                active[t as usize] = true;
+            }
+            let class = q.classes.len() as u32;
+            q.classes.push(Class {
+                key,
+                cid: feas.intern(cx, &key.constraints) as u32,
+                tenant,
+                fairshare: NEUTRAL,
+                topology: 1.0,
+                dropped: false,
+            });
+            for ((reason, detail), members) in by_reason {
+                q.sources.push(Source {
+                    class,
+                    reason: reason.as_deref(),
+                    detail: detail.as_deref(),
+                    head: None,
+                    rest: members.iter(),
+                });
+            }
+        }
+        for &id in &index.irregular {
+            let Some(a) = cx.state.allocation(id) else {
+                continue;
+            };
+            if skip(&a.tenant) {
+                continue;
+            }
+            if let Some(w) = gate(cx, a) {
+                let i = reasons.intern(w);
+                q.push_seen(a, i);
+                continue;
+            }
+            let work = Work::of(cx, a);
+            if let Some(t) = work.tenant() {
+                active[t as usize] = true;
+            }
+            let cid = feas.intern(cx, &a.constraints) as u32;
+            q.open.push(Open {
+                alloc: a,
+                cid,
+                work,
+                read: false,
+            });
+        }
+
+        // Fair-share terms of the tenants with work here; topology terms per class.
+        let names = (0..active.len())
+            .filter(|&t| active[t])
+            .map(|t| cx.tenants[t].name.as_str());
+        let fairshare = FairShare::for_tenants(cx.state, vc, cx.now, names);
+        let terms: Vec<f64> = cx
+            .tenants
+            .iter()
+            .enumerate()
+            .map(|(t, x)| {
+                if active[t] {
+                    fairshare.term(&x.name)
+                } else {
+                    NEUTRAL
+                }
+            })
+            .collect();
+        let groups = feas.has_groups(cx);
+        if groups {
+            feas.prepare_all_groups(cx);
+        }
+        let topology = |cid: u32, nodes: u32| {
+            if groups {
+                1.0 / feas.groups_for(cid as usize, nodes as usize) as f64
+            } else {
+                1.0
+            }
+        };
+        for c in &mut q.classes {
+            c.fairshare = c.tenant.map_or(NEUTRAL, |t| terms[t as usize]);
+            c.topology = topology(c.cid, c.key.nodes);
+        }
+        for s in 0..q.sources.len() {
+            q.advance(cx, s);
+        }
+        let n = q.sources.len();
+        let open: Vec<_> = q
+            .open
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let fs = o.work.tenant().map_or(NEUTRAL, |t| terms[t as usize]);
+                let a = o.alloc;
+                let key = q.key(cx, a.priority, a.submitted_at, fs, topology(o.cid, a.nodes));
+                Reverse((key, a.id, (n + i) as u32))
+            })
+            .collect();
+        q.heap.extend(open);
+        q
+    }
+
+    fn key(&self, cx: &Cycle<'_>, priority: u8, submitted: Timestamp, fs: f64, topo: f64) -> u128 {
+        let ms = submitted.as_millis();
+        let s = score(&self.vc.weights, priority, ms, cx.now, fs, topo);
+        sort_key(tiered(self.vc, priority, s), priority, ms)
+    }
+
+    /// Puts source `s`'s next member into the merge.
+    fn advance(&mut self, cx: &Cycle<'_>, s: usize) {
+        let src = &mut self.sources[s];
+        src.head = src.rest.next().copied();
+        let Some((submitted, id)) = src.head else {
+            return;
+        };
+        let c = &self.classes[src.class as usize];
+        let key = self.key(cx, c.key.priority, submitted, c.fairshare, c.topology);
+        self.heap.push(Reverse((key, id, s as u32)));
+    }
+
+    fn push_seen(&mut self, a: &'a Allocation, why: u32) -> u32 {
+        let pos = self.seen.len() as u32;
+        self.seen.push(Seen {
+            id: a.id,
+            alloc: a,
+            reason: a.reason.as_deref(),
+            detail: a.reason_detail.as_deref(),
+        });
+        self.why.push(why);
+        pos
+    }
+
+    /// The next allocation in queue order, and its class (`None`: an irregular one).
+    pub fn next(&mut self, cx: &Cycle<'a>) -> Option<(Entry, Option<u32>)> {
+        let n = self.sources.len();
+        loop {
+            let Reverse((key, id, s)) = self.heap.pop()?;
+            let s = s as usize;
+            if s >= n {
+                let o = &mut self.open[s - n];
+                o.read = true;
+                let (a, cid, work) = (o.alloc, o.cid, o.work);
+                let pos = self.push_seen(a, NO_REASON);
+                return Some((
+                    Entry {
+                        key,
+                        pos,
+                        cid,
+                        work,
+                    },
+                    None,
+                ));
+            }
+            let class = self.sources[s].class;
+            if self.classes[class as usize].dropped {
+                continue; // its head stays: it is part of what is left
+            }
+            let (reason, detail) = (self.sources[s].reason, self.sources[s].detail);
+            self.advance(cx, s);
+            let Some(a) = cx.state.allocation(id) else {
+                continue;
+            };
+            let c = &self.classes[class as usize];
+            let (cid, work) = (c.cid, Work::with_tenant(c.tenant, a));
+            let pos = self.seen.len() as u32;
+            self.seen.push(Seen {
+                id,
+                alloc: a,
+                reason,
+                detail,
+            });
+            self.why.push(NO_REASON);
+            return Some((
+                Entry {
+                    key,
+                    pos,
+                    cid,
+                    work,
+                },
+                Some(class),
+            ));
         }
     }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
+
+    /// Takes `class` out of the merge: the pass decides the reason of the rest of it at
+    /// once.
+    pub fn drop_class(&mut self, class: u32) {
+        self.classes[class as usize].dropped = true;
+    }
+
+    /// What was not read: the rest of every class, by reason.
+    pub fn rest(&self) -> impl Iterator<Item = Rest<'a>> + '_ {
+        self.sources
+            .iter()
+            .filter(|s| s.head.is_some())
+            .map(|s| Rest {
+                class: s.class,
+                reason: s.reason,
+                detail: s.detail,
+                members: Box::new(s.head.into_iter().chain(s.rest.clone().copied())),
+            })
+    }
+
+    /// Irregular allocations with open gates that were not read.
+    pub fn open_rest(&self) -> impl Iterator<Item = (&'a Allocation, u32, Work)> + '_ {
+        self.open
+            .iter()
+            .filter(|o| !o.read)
+            .map(|o| (o.alloc, o.cid, o.work))
+    }
 }

@@ -168,7 +168,8 @@ pub const NO_REASON: u32 = u32::MAX;
 
 /// At most this many reason changes go into one plan (one Raft entry). A burst of a million
 /// submissions would otherwise put a million reason strings (100+ MB) into one entry; the
-/// rest are written by the next cycles (each writes what still differs), oldest first.
+/// rest are written by the next cycles (each writes what still differs), oldest first
+/// (by submission, then ID).
 pub const MAX_REASON_CHANGES: usize = 20_000;
 
 impl<'a> Reasons<'a> {
@@ -198,6 +199,23 @@ impl<'a> Reasons<'a> {
         i
     }
 
+    /// The reason code and detail to write for an allocation whose current reason and detail
+    /// are `had` and that waits for `reason` (an index from [`Reasons::intern`]), if they
+    /// differ.
+    pub fn change(
+        &self,
+        had: Option<&str>,
+        had_detail: Option<&str>,
+        reason: u32,
+    ) -> Option<(&'static str, &str)> {
+        let (why, detail) = self.table.get(reason as usize)?;
+        let code = why.reason();
+        if *why == Why::Held && had == Some(REASON_HELD) {
+            return None; // keep the detail the hold wrote ("held by alice")
+        }
+        (had != Some(code) || had_detail != Some(detail.as_str())).then_some((code, detail))
+    }
+
     /// Writes the reason `reason` (an index from [`Reasons::intern`]) for allocation `id`,
     /// whose current reason and detail are `had`, if it changed.
     pub fn note_index(
@@ -208,18 +226,12 @@ impl<'a> Reasons<'a> {
         reason: u32,
         plan: &mut Plan,
     ) {
-        let Some((why, detail)) = self.table.get(reason as usize) else {
+        if plan.reasons.len() >= MAX_REASON_CHANGES {
             return;
-        };
-        let code = why.reason();
-        if *why == Why::Held && had == Some(REASON_HELD) {
-            return; // keep the detail the hold wrote ("held by alice")
         }
-        if (had != Some(code) || had_detail != Some(detail.as_str()))
-            && plan.reasons.len() < MAX_REASON_CHANGES
-        {
+        if let Some((code, detail)) = self.change(had, had_detail, reason) {
             plan.reasons
-                .push((id, code.to_string(), Some(detail.clone())));
+                .push((id, code.to_string(), Some(detail.to_string())));
         }
     }
 

@@ -63,22 +63,27 @@ impl ClusterState {
             }
         };
         for id in &ids {
-            let a = self.allocations.get_mut(id).expect("checked above");
+            let a = &self.allocations[id];
             if a.held != hold {
                 super::index::count_held(&mut self.pending_tenants, a, hold);
             }
-            a.held = hold;
-            a.estimated_start = None;
+            self.modify_pending(*id, |a| {
+                a.held = hold;
+                a.estimated_start = None;
+                if hold {
+                    a.reason = Some("held".into());
+                    a.reason_detail = Some(format!("held by {by}"));
+                } else {
+                    // The next scheduling cycle says why it waits now.
+                    a.reason = None;
+                    a.reason_detail = None;
+                }
+            });
             if hold {
-                a.reason = Some("held".into());
-                a.reason_detail = Some(format!("held by {by}"));
                 // A held preemptor gives up the nodes it claimed.
                 self.drop_claim(*id);
                 self.audit_alloc(*id, AuditAction::Held, format!("held by {by}"));
             } else {
-                // The next scheduling cycle says why it waits now.
-                a.reason = None;
-                a.reason_detail = None;
                 self.audit_alloc(*id, AuditAction::Unheld, format!("released by {by}"));
             }
         }

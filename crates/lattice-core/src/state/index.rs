@@ -2,8 +2,10 @@
 //! [`ClusterState::finish`] for terminal transitions) and allocations are added
 //! ([`ClusterState::insert_allocation`]); each keeps the derived indexes in step: pending and
 //! running sets (and pending per vCluster, and per vCluster and tenant with their held
-//! count), state counts, tenant loads, array tallies, array members and dependents. (Holds,
-//! which change a pending allocation's `held` without moving it, call [`count_held`].)
+//! count, and the scheduler's queue index of `queues.rs`), state counts, tenant loads, array
+//! tallies, array members and dependents. (Holds, which change a pending allocation's `held`
+//! without moving it, call [`count_held`]; changes to a pending allocation's reason, hold or
+//! estimate go through [`ClusterState::modify_pending`].)
 //! Loading a snapshot rebuilds the same indexes by inserting every allocation.
 
 use std::collections::BTreeMap;
@@ -83,6 +85,7 @@ impl ClusterState {
                     .or_default()
                     .insert(id);
                 count_pending(&mut self.pending_tenants, &a, true);
+                super::queues::add(&mut self.queues, &a);
             }
             AllocState::Running | AllocState::Preempting => {
                 self.running.insert(id);
@@ -140,6 +143,7 @@ impl ClusterState {
                     }
                 }
                 count_pending(&mut self.pending_tenants, a, false);
+                super::queues::remove(&mut self.queues, a);
             }
             AllocState::Running | AllocState::Preempting => {
                 self.running.remove(&id);
@@ -161,6 +165,7 @@ impl ClusterState {
                     .or_default()
                     .insert(id);
                 count_pending(&mut self.pending_tenants, a, true);
+                super::queues::add(&mut self.queues, a);
             }
             AllocState::Running | AllocState::Preempting => {
                 self.running.insert(id);

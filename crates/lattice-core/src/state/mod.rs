@@ -7,7 +7,8 @@
 //! `requeue.rs`, `tenants.rs`, `vclusters.rs`, `nodes.rs`, `plan.rs` (a scheduling cycle),
 //! `preemption.rs` (preemptions, claims, checkpoint requests and reports),
 //! `dependencies.rs` (dependency status and the `dependency_failed` cascade), `index.rs` (the
-//! one place allocation states change, keeping the derived indexes in step), `query.rs`,
+//! one place allocation states change, keeping the derived indexes in step), `queues.rs`
+//! (pending allocations indexed for the scheduler), `query.rs`,
 //! `node_claims.rs` (sensitive tenants' node claims, releases and wipes), `audit.rs` (the
 //! audit chain: entries produced in the same apply as their action).
 
@@ -24,6 +25,7 @@ mod nodes;
 mod plan;
 mod preemption;
 mod query;
+mod queues;
 mod requeue;
 mod scratch;
 mod submit;
@@ -36,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 pub use metrics_view::{AllocationTotals, MetricsView, Running, Totals};
 pub use query::AllocationFilter;
+pub use queues::{Members, QueueClass, ReasonKey, VcQueue};
 
 use crate::allocation::{AllocId, AllocState, Allocation};
 use crate::array::ArrayInfo;
@@ -80,6 +83,8 @@ pub struct ClusterState {
     pending_by_vcluster: BTreeMap<String, BTreeSet<AllocId>>,
     /// Pending allocations per vCluster and tenant, with how many are held (`index.rs`).
     pending_tenants: PendingTenants,
+    /// Pending allocations per vCluster, indexed for the scheduler (`queues.rs`).
+    queues: queues::Queues,
     /// Running and preempting allocations (their work is on their nodes).
     running: BTreeSet<AllocId>,
     /// Allocation count per state.
@@ -133,6 +138,7 @@ impl From<StateData> for ClusterState {
             pending: BTreeSet::new(),
             pending_by_vcluster: BTreeMap::new(),
             pending_tenants: BTreeMap::new(),
+            queues: BTreeMap::new(),
             running: BTreeSet::new(),
             state_counts: BTreeMap::new(),
             tenant_load: BTreeMap::new(),

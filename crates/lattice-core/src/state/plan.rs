@@ -38,18 +38,16 @@ impl ClusterState {
             }
         }
         for (id, reason, detail) in &plan.reasons {
-            if let Some(a) = self.allocations.get_mut(id) {
-                if a.state == AllocState::Pending {
+            if self.allocations.get(id).map(|a| a.state) == Some(AllocState::Pending) {
+                self.modify_pending(*id, |a| {
                     a.reason = Some(reason.clone());
                     a.reason_detail = detail.clone();
-                }
+                });
             }
         }
         for (id, start) in &plan.estimates {
-            if let Some(a) = self.allocations.get_mut(id) {
-                if a.state == AllocState::Pending {
-                    a.estimated_start = *start;
-                }
+            if self.allocations.get(id).map(|a| a.state) == Some(AllocState::Pending) {
+                self.modify_pending(*id, |a| a.estimated_start = *start);
             }
         }
         CommandOutcome::Plan(out)
@@ -154,10 +152,13 @@ impl ClusterState {
         if let Some(a) = self.allocations.get_mut(&p.allocation) {
             a.assigned_nodes = p.nodes.clone();
             a.started_at = Some(now);
+        }
+        // Out of pending (and the queue index, which holds it by its reason) first.
+        self.set_state(p.allocation, AllocState::Running);
+        if let Some(a) = self.allocations.get_mut(&p.allocation) {
             a.reason = None;
             a.reason_detail = None;
             a.estimated_start = None;
         }
-        self.set_state(p.allocation, AllocState::Running);
     }
 }

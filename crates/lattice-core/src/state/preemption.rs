@@ -147,13 +147,13 @@ impl ClusterState {
             }
             self.claims.insert(nid.clone(), p.preemptor);
         }
-        if let Some(a) = self.allocations.get_mut(&p.preemptor) {
+        self.modify_pending(p.preemptor, |a| {
             a.claimed_nodes = p.nodes.clone();
             a.reason = Some(crate::scheduler::REASON_PREEMPTING.into());
             a.reason_detail = Some(crate::scheduler::reasons::preempting_detail(
                 p.victims.len(),
             ));
-        }
+        });
         p.victims.clone()
     }
 

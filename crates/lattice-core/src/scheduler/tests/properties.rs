@@ -254,6 +254,10 @@ fn naive_start(
 /// Checks one cycle's plan and trace against `before`, then applies it.
 fn check_and_apply(s: &mut ClusterState, now: Timestamp) {
     let (plan, traces) = schedule_traced(s, now, None);
+    // Stopping early and deciding the unread rest by class gives the plan of reading it all.
+    let full = super::super::run_cycle(s, now, None, false);
+    assert_eq!(plan, full.0, "lazy and full reads disagree");
+    assert_eq!(traces, full.1);
     let before = s.clone();
     let vc_of = |p: &Placement| before.allocation(p.allocation).unwrap().vcluster.clone();
     for t in &traces {
