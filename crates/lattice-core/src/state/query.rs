@@ -72,6 +72,15 @@ impl ClusterState {
             .unwrap_or(0)
     }
 
+    /// Whether a poll that last saw `known` must be answered now: one of `nodes` has work
+    /// newer than `known`, or is unknown. The same as `work_revision(nodes) > known` or an
+    /// unknown node, in one pass that stops at the first such node.
+    pub fn work_stale(&self, nodes: &[NodeId], known: u64) -> bool {
+        nodes
+            .iter()
+            .any(|n| self.nodes.get(n).is_none_or(|n| n.work_revision > known))
+    }
+
     /// What should run, or stop, on each of `nodes`, and which of them to wipe. A release
     /// bumps the node's `work_revision`, so a new wipe order wakes the agent's long-poll.
     pub fn work_for(&self, nodes: &[NodeId]) -> WorkResponse {
@@ -84,9 +93,10 @@ impl ClusterState {
         self.work_of(nodes, Some(since))
     }
 
+    /// Each node is looked up once (a batched poll names up to a few hundred, and polls are
+    /// answered at every change of their nodes): the revision is the newest seen on the way.
     fn work_of(&self, nodes: &[NodeId], since: Option<u64>) -> WorkResponse {
         let mut out = WorkResponse {
-            revision: self.work_revision(nodes),
             changed_nodes: since.map(|_| Vec::new()),
             ..Default::default()
         };
@@ -95,6 +105,7 @@ impl ClusterState {
                 out.unknown_nodes.push(nid.clone());
                 continue;
             };
+            out.revision = out.revision.max(n.work_revision);
             if let (Some(since), Some(changed)) = (since, out.changed_nodes.as_mut()) {
                 if n.work_revision <= since {
                     continue;

@@ -4,6 +4,7 @@
 //! asking agent's nodes changes (new assignments, stops, wipe orders); wipe reports go
 //! through Raft.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -14,7 +15,7 @@ use lattice_core::agent::{
     HeartbeatRequest, HeartbeatResponse, WipeReportRequest, WipeReportResponse, WorkRequest,
     WorkResponse,
 };
-use lattice_core::{Command, CommandOutcome, Node, NodeRegistration};
+use lattice_core::{Command, CommandOutcome, Node, NodeId, NodeRegistration};
 
 use super::error::ApiError;
 use super::extract::{parse_json, ApiBody, ApiJson};
@@ -167,27 +168,35 @@ pub async fn work(
     check_nodes(&req.nodes)?;
     check_scope(&caller, &req.nodes)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_WAIT);
-    // Woken only when one of these nodes' work changes (not at every applied entry).
-    let watch = app.state.work_waiters().watch(&req.nodes);
     let mut stop = app.stop.clone();
+    // Shared with the poll's registration below (no copy of the names).
+    let nodes: Arc<[NodeId]> = req.nodes.into();
     let answer = |d: &crate::raft::state_machine::SmData| {
         if req.changed_only {
-            d.state.work_changed_since(&req.nodes, req.known_revision)
+            d.state.work_changed_since(&nodes, req.known_revision)
         } else {
-            d.state.work_for(&req.nodes)
+            d.state.work_for(&nodes)
         }
     };
+    // Woken only when one of these nodes' work changes (not at every applied entry). A poll
+    // answered at once registers nothing.
+    let mut watch = None;
     loop {
-        {
+        let w = {
             let d = app.state.read();
-            let changed = d.state.work_revision(&req.nodes) > req.known_revision
-                || req.nodes.iter().any(|n| d.state.node(n).is_none());
-            if changed || tokio::time::Instant::now() >= deadline || app.is_shutting_down() {
+            if d.state.work_stale(&nodes, req.known_revision)
+                || tokio::time::Instant::now() >= deadline
+                || app.is_shutting_down()
+            {
                 return Ok(Json(answer(&d)));
             }
-        }
+            // Registered while the state is read-locked: apply (which takes the write lock,
+            // then wakes the changed nodes' polls) cannot change these nodes' work between the
+            // look above and the registration, so no change goes unnoticed.
+            &*watch.get_or_insert_with(|| app.state.work_waiters().watch(nodes.clone()))
+        };
         tokio::select! {
-            () = watch.changed() => {}
+            () = w.changed() => {}
             _ = stop.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }

@@ -356,3 +356,36 @@ fn applying_names_the_nodes_whose_work_changed_and_answers_only_them() {
     report(&mut s, at(5), vec![exited(id, "n1", 0)]);
     assert_eq!(s.take_work_changed(), BTreeSet::from(["n1".to_string()]));
 }
+
+#[test]
+fn a_poll_is_stale_exactly_when_a_node_changed_after_its_revision_or_is_unknown() {
+    let mut s = cluster(&["n1", "n2", "n3"]);
+    let all = ["n1".to_string(), "n2".to_string(), "n3".to_string()];
+    // The definition the poll handler used before `work_stale`: the newest revision among
+    // the known nodes is newer, or a node is unknown.
+    let by_definition = |s: &ClusterState, nodes: &[String], known: u64| {
+        s.work_revision(nodes) > known || nodes.iter().any(|n| s.node(n).is_none())
+    };
+    let since = s.work_revision(&all);
+    let id = submit(&mut s, at(1), spec(2));
+    place(&mut s, id, &["n1", "n3"]);
+    let now = s.work_revision(&all);
+    assert!(now > since);
+    let with_unknown = ["n2".to_string(), "gone".to_string()];
+    for nodes in [&all[..], &all[1..2], &all[2..], &with_unknown[..], &[]] {
+        for known in [0, since, now, now + 1] {
+            assert_eq!(
+                s.work_stale(nodes, known),
+                by_definition(&s, nodes, known),
+                "{nodes:?} known {known}"
+            );
+            // The answer's revision is still the newest of the known nodes.
+            assert_eq!(
+                s.work_changed_since(nodes, known).revision,
+                s.work_revision(nodes)
+            );
+        }
+    }
+    assert!(!s.work_stale(&all[1..2], since), "n2's work did not change");
+    assert!(s.work_stale(&with_unknown, now), "an unknown node answers at once");
+}
