@@ -112,6 +112,9 @@ pub struct Preemptor {
     /// Every candidate before this one is used (victims come mostly from the cheap front).
     first_unused: usize,
     failures: u32,
+    /// The lowest priority of the vCluster's running preemptible work (`Some(None)`: there
+    /// is none), looked up before the candidates are built.
+    lowest: Option<Option<u8>>,
 }
 
 impl Preemptor {
@@ -131,6 +134,15 @@ impl Preemptor {
     ) -> Option<usize> {
         if !vc.preemption || a.priority == 0 || self.failures >= MAX_FAILED_ATTEMPTS {
             return None;
+        }
+        // Building the candidates indexes every node of the cycle and collects each victim's
+        // nodes: first make sure that some running work is of lower priority at all (when
+        // every job has the same priority, as often, none is).
+        if self.cands.is_none() {
+            let lowest = *self.lowest.get_or_insert_with(|| lowest_priority(cx, vc));
+            if lowest.is_none_or(|p| p >= a.priority) {
+                return None;
+            }
         }
         let cands = self.cands.get_or_insert_with(|| {
             let mut c = candidates(cx, vc);
@@ -199,6 +211,19 @@ impl Preemptor {
         });
         Some(n)
     }
+}
+
+/// The lowest priority among the running, preemptible allocations of `vc` (a superset of
+/// the candidates: `None` when there is none).
+fn lowest_priority(cx: &Cycle<'_>, vc: &VCluster) -> Option<u8> {
+    let state = cx.state;
+    state
+        .running_ids()
+        .iter()
+        .filter_map(|id| state.allocation(*id))
+        .filter(|a| a.state == AllocState::Running && a.preemptible && a.vcluster == vc.name)
+        .map(|a| a.priority)
+        .min()
 }
 
 /// The running, preemptible allocations of `vc` with the nodes they hold alone.
