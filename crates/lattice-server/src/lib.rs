@@ -94,7 +94,7 @@ pub async fn start(
     let http = tls::http_client(&cfg, std::time::Duration::from_secs(1))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (exit_reports, exit_report_rx) = api::report_batch::channel();
-    let app = api::App {
+    let app = api::App::new(api::AppParts {
         raft: parts.raft.clone(),
         committed: parts.committed,
         state: parts.state,
@@ -111,7 +111,7 @@ pub async fn start(
             cfg_auth.submit_rate_per_second,
             cfg_auth.submit_burst,
         )),
-    };
+    });
     tokio::spawn(api::report_batch::run(app.clone(), exit_report_rx));
     let mut loops = leader::spawn(app.clone(), stop_rx.clone());
     loops.push(metrics::watch_leader(app.raft.clone(), stop_rx.clone()));

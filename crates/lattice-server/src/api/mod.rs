@@ -38,9 +38,27 @@ use crate::raft::storage::Db;
 use crate::raft::Raft;
 use error::ApiError;
 
-/// Everything a request handler can reach. Cheap to clone.
+/// Everything a request handler can reach: one shared allocation, so a clone (axum makes
+/// several per request) is one reference count, not one per part.
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<AppParts>);
+
+impl App {
+    pub fn new(parts: AppParts) -> Self {
+        App(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for App {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of an [`App`].
+pub struct AppParts {
     pub raft: Raft,
     pub committed: crate::raft::log_store::CommitIndex,
     pub state: SharedState,
@@ -86,7 +104,7 @@ impl App {
             .current_leader(cfg.node_id, "single member leads")
             .await?;
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let app = App {
+        let app = App::new(AppParts {
             raft: parts.raft,
             committed: parts.committed,
             state: parts.state,
@@ -103,7 +121,7 @@ impl App {
             exit_reports: report_batch::channel().0,
             writes: Arc::default(),
             submit_limiter: Arc::new(crate::auth::rate::RateLimiter::new(0.0, 1)),
-        };
+        });
         Ok((app, tx))
     }
 

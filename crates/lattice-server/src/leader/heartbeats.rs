@@ -20,7 +20,14 @@ impl Heartbeats {
         let (mono, wall) = (Instant::now(), clock::now());
         let mut m = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         for n in nodes {
-            m.insert(n.clone(), (mono, wall));
+            // Known nodes (all but a node's first beat) are updated in place: no copy of the
+            // name per heartbeat.
+            match m.get_mut(n.as_str()) {
+                Some(t) => *t = (mono, wall),
+                None => {
+                    m.insert(n.clone(), (mono, wall));
+                }
+            }
         }
     }
 
