@@ -82,8 +82,11 @@ completed_at=$(since "$t0")
 placed=$(metric 'lattice_scheduling_placements_total')
 done_=$(metric 'lattice_allocations_total{state="completed"')
 rss=$(awk '/VmHWM/{printf "%.0f", $2/1024}' /proc/$DEV/status)
+# CPU time of the whole process (user + system; fields 14 and 15 of /proc/PID/stat, after the
+# parenthesized name): less sensitive than wall time to what else the machine is doing.
+cpu=$(sed 's/.*) //' /proc/$DEV/stat | awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($12 + $13) / hz}')
 # Finished before 120 s: everything was placed by then.
 if [ -z "$at120" ] && [ "$done_" -ge "$TOTAL" ]; then at120=$placed; fi
 echo "placed: $placed of $TOTAL; all placed after ${placed_at:-NA} s; ${at120:-NA} placed 120 s after the first submission"
 echo "completed: $done_ of $TOTAL after $completed_at s ($(awk -v n="$done_" -v t="$completed_at" 'BEGIN{printf "%.0f", n/t}') jobs/s since the first submission)"
-echo "lattice dev peak RSS ${rss} MiB (control plane + $NODES virtual nodes, one process)"
+echo "lattice dev peak RSS ${rss} MiB, CPU ${cpu} s (control plane + $NODES virtual nodes, one process)"
