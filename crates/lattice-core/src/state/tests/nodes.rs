@@ -387,5 +387,8 @@ fn a_poll_is_stale_exactly_when_a_node_changed_after_its_revision_or_is_unknown(
         }
     }
     assert!(!s.work_stale(&all[1..2], since), "n2's work did not change");
-    assert!(s.work_stale(&with_unknown, now), "an unknown node answers at once");
+    assert!(
+        s.work_stale(&with_unknown, now),
+        "an unknown node answers at once"
+    );
 }
