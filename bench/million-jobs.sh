@@ -7,7 +7,7 @@
 # default vCluster's cycle interval to CYCLE_MS, submits ARRAYS arrays of SIZE jobs
 # (`true`, SIM_DURATION=DUR seconds each) from PAR concurrent clients, and watches the
 # leader's /metrics until every job was placed and completed. Prints the times, the rates and
-# the control plane's peak RSS.
+# the process's peak RSS and CPU seconds (control plane and virtual nodes together).
 #
 # Env: NODES=10000 ARRAYS=100 SIZE=10000 DUR=0 CYCLE_MS=100 PAR=4 PORT=18481 TIMEOUT=600
 #      LATTICE=target/release/lattice
