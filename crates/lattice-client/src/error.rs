@@ -53,7 +53,12 @@ impl ClientError {
     pub(crate) async fn from_response(resp: reqwest::Response) -> Self {
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        match serde_json::from_str::<ErrorBody>(&text) {
+        Self::from_status_text(status, &text)
+    }
+
+    /// An error answer: its status and body (the API's JSON error body, or any text).
+    pub(crate) fn from_status_text(status: u16, text: &str) -> Self {
+        match serde_json::from_str::<ErrorBody>(text) {
             Ok(b) => ClientError::Api {
                 status,
                 message: b.error,
@@ -64,7 +69,7 @@ impl ClientError {
                 message: if text.is_empty() {
                     "no error body".into()
                 } else {
-                    text
+                    text.to_string()
                 },
                 detail: serde_json::Value::Null,
             },

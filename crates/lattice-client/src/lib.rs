@@ -8,6 +8,7 @@
 mod acl;
 mod audit;
 mod error;
+mod plain;
 mod policy;
 pub mod telemetry;
 mod tls;
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use acl::TokenRequest;
 pub use audit::ClaimRequest;
 pub use error::{ClientError, ErrorBody};
+pub use plain::PlainClient;
 pub use policy::{ArrayChange, TenantList, VClusterInfo, VClusterList};
 pub use tls::TlsFailure;
 pub use token_file::{read_token_file, write_token_file, TokenFileError};
@@ -119,6 +121,15 @@ impl Client {
 
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints
+    }
+
+    /// A [`PlainClient`] with this client's endpoint, token and retry window, for agent calls
+    /// at a high rate; `None` unless this client has exactly one `http://` endpoint.
+    pub fn plain(&self) -> Option<PlainClient> {
+        match self.endpoints.as_slice() {
+            [one] => PlainClient::new(one, self.token.as_deref(), self.retry_for),
+            _ => None,
+        }
     }
 
     async fn send(

@@ -97,7 +97,7 @@ fn spawn_beat(ctx: &Arc<Ctx>, idx: u32, id: String, pending: Pending) {
         let answer = tokio::select! {
             r = async {
                 let _slot = ctx.heartbeat_slots.acquire().await;
-                ctx.heartbeat_client.heartbeat(&req).await
+                ctx.heartbeat(&req).await
             } => r,
             () = wait::raised(&mut shutdown) => {
                 // Shutdown delivers what is pending in one last round.

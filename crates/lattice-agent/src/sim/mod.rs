@@ -36,7 +36,11 @@
 //!   open connections, long-poll wake-ups and answers per second are therefore lower than
 //!   with real agents; scheduling, Raft, heartbeat and report figures are not affected.
 //! - Requests share one HTTP connection pool: the control plane sees tens of keep-alive
-//!   connections, not one per node.
+//!   connections, not one per node. With one plain-HTTP control-plane endpoint (a
+//!   benchmark's usual setup), heartbeats and work polls go through
+//!   [`lattice_client::PlainClient`]: the same requests as the real agent's client sends,
+//!   for about half the CPU in this process (the simulator shares the machine with the
+//!   control plane it measures). HTTPS or several endpoints use the general client.
 //! - Nothing is executed: no process, no output (log requests answer 404), no telemetry push
 //!   (`telemetry:` is ignored), no agent restart recovery (a restarted simulator knows
 //!   nothing of earlier runs; the control plane then retires or fails what it had placed).
@@ -64,8 +68,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
-use lattice_client::Client;
-use lattice_core::agent::HeartbeatRequest;
+use lattice_client::{Client, ClientError, PlainClient};
+use lattice_core::agent::{HeartbeatRequest, HeartbeatResponse, WorkRequest, WorkResponse};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -142,6 +146,11 @@ pub struct Ctx {
     client: Client,
     /// For heartbeats: gives up within one interval, like the real agent's.
     heartbeat_client: Client,
+    /// The same two for a single plain-HTTP control plane (the usual case of a benchmark):
+    /// the same requests through a leaner client, so that 10,000 nodes' calls cost this
+    /// process, which shares the machine with the control plane it measures, less CPU.
+    plain_polls: Option<PlainClient>,
+    plain_beats: Option<PlainClient>,
     interval: Duration,
     metrics: SimMetrics,
     shutdown: watch::Receiver<bool>,
@@ -158,6 +167,22 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// One heartbeat, through the plain client when there is one.
+    async fn heartbeat(&self, req: &HeartbeatRequest) -> Result<HeartbeatResponse, ClientError> {
+        match &self.plain_beats {
+            Some(p) => p.heartbeat(req).await,
+            None => self.heartbeat_client.heartbeat(req).await,
+        }
+    }
+
+    /// One work poll, through the plain client when there is one.
+    async fn work(&self, req: &WorkRequest) -> Result<WorkResponse, ClientError> {
+        match &self.plain_polls {
+            Some(p) => p.work(req).await,
+            None => self.client.work(req).await,
+        }
+    }
+
     /// Registers node `idx`, retrying until it succeeds (or shutdown); marks it registered.
     async fn register(&self, idx: u32) -> bool {
         let id = self.shared.lock().node_id(idx).clone();
@@ -246,6 +271,8 @@ pub async fn run(
         shared: Shared::new(Engine::new(ids, default_duration)),
         registrar: Registrar::describing(client.clone(), move |id| spec.registration(id)),
         heartbeat_client: client.clone().with_retry_for(interval),
+        plain_beats: client.clone().with_retry_for(interval).plain(),
+        plain_polls: client.plain(),
         client: client.clone(),
         interval,
         metrics,

@@ -64,7 +64,7 @@ async fn poll(ctx: Arc<Ctx>, idxs: Vec<u32>) {
         };
         let asked_at = Instant::now();
         let answer = tokio::select! {
-            r = ctx.client.work(&req) => r,
+            r = ctx.work(&req) => r,
             () = wait::raised(&mut shutdown) => return,
         };
         ctx.metrics.work_poll(answer.is_ok());
