@@ -48,6 +48,9 @@ impl CommitIndex {
 pub struct LogStore {
     db: Arc<Db>,
     committed: CommitIndex,
+    /// The newest commit pointer not yet written: it is written with the next append (see
+    /// `save_committed`).
+    unsaved_committed: Arc<std::sync::Mutex<Option<Option<LogId>>>>,
 }
 
 impl LogStore {
@@ -55,7 +58,14 @@ impl LogStore {
         LogStore {
             db,
             committed: CommitIndex::default(),
+            unsaved_committed: Arc::default(),
         }
+    }
+
+    fn unsaved_committed(&self) -> std::sync::MutexGuard<'_, Option<Option<LogId>>> {
+        self.unsaved_committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn commit_index(&self) -> CommitIndex {
@@ -87,6 +97,7 @@ impl LogStore {
     }
 
     fn write_entries(&self, entries: Vec<Entry>) -> Result<(), DbError> {
+        let committed = *self.unsaved_committed();
         let tx = self.db.inner().begin_write()?;
         {
             let mut t = tx.open_table(LOGS)?;
@@ -94,8 +105,20 @@ impl LogStore {
                 let bytes = bincode::serialize(e)?;
                 t.insert(e.log_id.index, bytes.as_slice())?;
             }
+            if let Some(c) = committed {
+                let bytes = bincode::serialize(&c)?;
+                let mut m = tx.open_table(super::storage::META)?;
+                m.insert(KEY_COMMITTED, bytes.as_slice())?;
+            }
         }
         tx.commit()?;
+        if let Some(c) = committed {
+            // Unless a newer pointer arrived meanwhile: that one waits for the next append.
+            let mut unsaved = self.unsaved_committed();
+            if *unsaved == Some(c) {
+                *unsaved = None;
+            }
+        }
         Ok(())
     }
 
@@ -167,18 +190,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not fsynced: losing the newest commit pointer in a crash only means re-learning it
-        // from the leader (openraft treats it as optional); the log itself is always durable.
-        tokio::task::block_in_place(|| self.db.put_meta_lazy(KEY_COMMITTED, &committed))
-            .map_err(write_err)?;
+        // Written with the next append's transaction, not in one of its own: this runs on
+        // the path from a quorum's acknowledgement to apply and the client's answer, once per
+        // commit. Losing the newest pointer in a crash only means re-learning it from the
+        // leader (openraft treats it as a hint; a stale one is never ahead of the log, which
+        // is always durable).
+        *self.unsaved_committed() = Some(committed);
         self.committed.set(committed.map(|l| l.index));
         Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        let c = tokio::task::block_in_place(|| self.db.get_meta::<Option<LogId>>(KEY_COMMITTED))
-            .map(Option::flatten)
-            .map_err(read_err)?;
+        let unsaved = *self.unsaved_committed();
+        let c = match unsaved {
+            Some(c) => c,
+            None => {
+                tokio::task::block_in_place(|| self.db.get_meta::<Option<LogId>>(KEY_COMMITTED))
+                    .map(Option::flatten)
+                    .map_err(read_err)?
+            }
+        };
         self.committed.set(c.map(|l| l.index));
         Ok(c)
     }
@@ -219,6 +250,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 #[cfg(test)]
 mod tests {
+    use openraft::storage::RaftLogStorageExt;
     use openraft::testing::{StoreBuilder, Suite};
 
     use super::*;
@@ -233,6 +265,55 @@ mod tests {
             let sm = StateMachine::open(db.clone()).map_err(write_err)?;
             Ok((dir, LogStore::new(db), sm))
         }
+    }
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(term, 1), index),
+            payload: openraft::EntryPayload::Blank,
+        }
+    }
+
+    async fn append(store: &mut LogStore, entries: Vec<Entry>) {
+        store.blocking_append(entries).await.unwrap();
+    }
+
+    /// The commit pointer is kept in memory at once and written with the next append; a
+    /// store opened again on the same file reads what was written, never a pointer ahead of
+    /// the log.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_commit_pointer_is_written_with_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(&dir.path().join("lattice.redb")).unwrap());
+        let mut store = LogStore::new(db.clone());
+        append(&mut store, vec![entry(1, 1), entry(1, 2), entry(1, 3)]).await;
+        let two = Some(entry(1, 2).log_id);
+        store.save_committed(two).await.unwrap();
+        assert_eq!(
+            store.read_committed().await.unwrap(),
+            two,
+            "this process sees it"
+        );
+        assert_eq!(store.commit_index().get(), Some(2));
+        let mut reopened = LogStore::new(db.clone());
+        assert_eq!(
+            reopened.read_committed().await.unwrap(),
+            None,
+            "not written yet"
+        );
+
+        append(&mut store, vec![entry(1, 4)]).await;
+        let mut reopened = LogStore::new(db.clone());
+        assert_eq!(reopened.read_committed().await.unwrap(), two);
+
+        // A newer pointer saved after that append waits for the next one.
+        let four = Some(entry(1, 4).log_id);
+        store.save_committed(four).await.unwrap();
+        let mut reopened = LogStore::new(db.clone());
+        assert_eq!(reopened.read_committed().await.unwrap(), two);
+        append(&mut store, vec![entry(1, 5)]).await;
+        let mut reopened = LogStore::new(db);
+        assert_eq!(reopened.read_committed().await.unwrap(), four);
     }
 
     /// openraft's own conformance suite for log stores and state machines (appends, reads

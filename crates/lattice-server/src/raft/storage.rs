@@ -1,7 +1,7 @@
 //! The embedded database (redb) holding one member's Raft log, vote, commit pointer and
 //! latest snapshot (and the audit log's tables, `crate::audit::store`). One file,
 //! `lattice.redb`, under `data_dir`. Every write transaction is committed durably (fsync)
-//! before it returns, except those that say otherwise (`put_meta_lazy`, the audit rows).
+//! before it returns, except those that say otherwise (the audit rows).
 
 use std::path::Path;
 
@@ -91,21 +91,6 @@ impl Db {
     pub fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), DbError> {
         let bytes = bincode::serialize(value)?;
         let tx = self.db.begin_write()?;
-        {
-            let mut t = tx.open_table(META)?;
-            t.insert(key, bytes.as_slice())?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Like [`Db::put_meta`] but without waiting for fsync: the value becomes durable with the
-    /// next durable commit. For hints that are safe to lose (the commit pointer: after a crash
-    /// the leader re-establishes it).
-    pub fn put_meta_lazy<T: Serialize>(&self, key: &str, value: &T) -> Result<(), DbError> {
-        let bytes = bincode::serialize(value)?;
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(redb::Durability::None);
         {
             let mut t = tx.open_table(META)?;
             t.insert(key, bytes.as_slice())?;
