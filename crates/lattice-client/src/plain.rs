@@ -38,6 +38,12 @@ const MAX_IDLE: usize = 256;
 
 type Sender = SendRequest<Full<Bytes>>;
 
+/// Why one attempt got no answer.
+enum Failure {
+    Http(hyper::Error),
+    Timeout,
+}
+
 /// See the module documentation. Cheap to share behind an `Arc`.
 pub struct PlainClient {
     /// `http://host:port`, for error messages.
@@ -132,42 +138,39 @@ impl PlainClient {
         body: &Bytes,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let reused = self.take_idle();
-        let fresh = reused.is_none();
-        let mut sender = match reused {
-            Some(s) => s,
-            None => self.connect().await?,
+        let (mut sender, reused) = match self.take_idle() {
+            Some(s) => (s, true),
+            None => (self.connect().await?, false),
         };
-        let answer = match tokio::time::timeout(timeout, self.send(&mut sender, path, body)).await {
-            Ok(a) => a,
-            Err(_) => {
-                return Err(ClientError::Transport(format!(
-                    "{}: no answer to {path} within {timeout:?}",
-                    self.base
-                )))
-            }
-        };
+        let mut answer = self.timed_send(&mut sender, path, body, timeout).await;
+        if reused && matches!(answer, Err(Failure::Http(_))) {
+            // The server closed a kept-alive connection: once more on a new one.
+            sender = self.connect().await?;
+            answer = self.timed_send(&mut sender, path, body, timeout).await;
+        }
         match answer {
             Ok(r) => {
                 self.put_idle(sender);
                 Ok(r)
             }
-            // The server closed a kept-alive connection: once more on a new one.
-            Err(_) if !fresh => {
-                let mut sender = self.connect().await?;
-                match tokio::time::timeout(timeout, self.send(&mut sender, path, body)).await {
-                    Ok(Ok(r)) => {
-                        self.put_idle(sender);
-                        Ok(r)
-                    }
-                    Ok(Err(e)) => Err(self.transport(&e)),
-                    Err(_) => Err(ClientError::Transport(format!(
-                        "{}: no answer to {path} within {timeout:?}",
-                        self.base
-                    ))),
-                }
-            }
-            Err(e) => Err(self.transport(&e)),
+            Err(Failure::Http(e)) => Err(self.transport(&e)),
+            Err(Failure::Timeout) => Err(ClientError::Transport(format!(
+                "{}: no answer to {path} within {timeout:?}",
+                self.base
+            ))),
+        }
+    }
+
+    async fn timed_send(
+        &self,
+        sender: &mut Sender,
+        path: &'static str,
+        body: &Bytes,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), Failure> {
+        match tokio::time::timeout(timeout, self.send(sender, path, body)).await {
+            Ok(r) => r.map_err(Failure::Http),
+            Err(_) => Err(Failure::Timeout),
         }
     }
 
