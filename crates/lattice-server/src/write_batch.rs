@@ -188,7 +188,6 @@ async fn propose(app: &App, batch: Vec<Pending>, deadline: Duration) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use lattice_core::allocation::{AllocationSpec, Constraints};
     use lattice_core::error::Rejection;
@@ -236,7 +235,7 @@ mod tests {
                 walltime_seconds: 60,
                 priority: 5,
                 constraints: Constraints::default(),
-                env: BTreeMap::new(),
+                env: Default::default(),
                 preemptible: true,
                 checkpoint: Default::default(),
             },

@@ -417,7 +417,6 @@ fn shell_quote(word: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use lattice_core::{AllocationSpec, Constraints};
 
@@ -437,7 +436,7 @@ mod tests {
             walltime_seconds: 3600,
             priority: 5,
             constraints: Constraints::default(),
-            env: BTreeMap::new(),
+            env: Default::default(),
             preemptible: true,
             checkpoint: Default::default(),
         };
@@ -577,7 +576,7 @@ mod tests {
         a.reason = Some("exit_code".into());
         a.reason_detail = Some("rank 1 on nid002\nwas killed".into());
         a.node_exit_codes = [("nid001".to_string(), 0), ("nid002".to_string(), -9)].into();
-        a.env = [("GREETING".to_string(), "hello world".to_string())].into();
+        a.env = std::sync::Arc::new([("GREETING".to_string(), "hello world".to_string())].into());
         a.command = Some(vec!["echo".into(), "it's".into()]);
         let text = detail(&a, secs(1000));
         for want in [

@@ -8,8 +8,6 @@ mod reference;
 mod scenarios;
 mod sim;
 
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::agent::{ExitOutcome, ExitReport};
 use crate::allocation::{AllocState, AllocationSpec, Constraints};
@@ -49,7 +47,7 @@ fn spec(nodes: u32) -> AllocationSpec {
         walltime_seconds: 60,
         priority: 5,
         constraints: Constraints::default(),
-        env: BTreeMap::new(),
+        env: Default::default(),
     }
 }
 

@@ -224,7 +224,6 @@ impl ClusterState {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
     use crate::agent::{ExitOutcome, ExitReport};
@@ -256,7 +255,7 @@ mod tests {
             walltime_seconds: 600,
             priority: 5,
             constraints: Constraints::default(),
-            env: BTreeMap::new(),
+            env: Default::default(),
         };
         apply(
             s,

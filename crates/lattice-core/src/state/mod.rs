@@ -32,7 +32,7 @@ mod submit;
 mod tenants;
 mod vclusters;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +40,7 @@ pub use metrics_view::{AllocationTotals, MetricsView, Running, Totals};
 pub use query::AllocationFilter;
 pub use queues::{Members, QueueClass, ReasonKey, VcQueue};
 
-use crate::allocation::{AllocId, AllocState, Allocation};
+use crate::allocation::{AllocId, AllocState, Allocation, Env};
 use crate::array::ArrayInfo;
 use crate::audit::AuditHead;
 use crate::command::{Command, CommandOutcome, CommandResult};
@@ -151,7 +151,17 @@ impl From<StateData> for ClusterState {
             audit: d.audit,
             scratch: scratch::Scratch::default(),
         };
-        for (_, a) in d.allocations {
+        // The allocations made from one submission (an array's elements) share one
+        // environment map in memory, but a snapshot holds a copy for each: share equal maps
+        // again (`Env`).
+        let mut envs: HashSet<Env> = HashSet::new();
+        for (_, mut a) in d.allocations {
+            match envs.get(&a.env) {
+                Some(shared) => a.env = shared.clone(),
+                None => {
+                    envs.insert(a.env.clone());
+                }
+            }
             s.insert_allocation(*a);
         }
         s

@@ -161,7 +161,7 @@ fn assignment(a: &Allocation, nid: &NodeId) -> Assignment {
 /// `LATTICE_ARRAY_ID` and `LATTICE_TASK_INDEX` for an array element (the agent adds
 /// `LATTICE_RESTART_COUNT` and the checkpoint variables from the assignment).
 fn job_env(a: &Allocation) -> std::collections::BTreeMap<String, String> {
-    let mut env = a.env.clone();
+    let mut env = (*a.env).clone();
     if let (Some(array), Some(index)) = (a.array_id, a.array_index) {
         env.insert("LATTICE_ARRAY_ID".into(), array.to_string());
         env.insert("LATTICE_TASK_INDEX".into(), index.to_string());

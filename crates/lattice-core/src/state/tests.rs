@@ -58,7 +58,7 @@ fn spec(nodes: u32) -> AllocationSpec {
         walltime_seconds: 60,
         priority: 5,
         constraints: Constraints::default(),
-        env: BTreeMap::new(),
+        env: Default::default(),
     }
 }
 

@@ -677,3 +677,46 @@ fn estimates_from_a_plan_only_touch_pending_allocations() {
     assert_eq!(s.allocations()[&running].estimated_start, None);
     assert_eq!(s.allocations()[&pending].estimated_start, Some(at(61)));
 }
+
+/// An array's elements share their environment map instead of a copy each, also after a
+/// snapshot round trip (which holds a copy per element); the serialized form is the map
+/// itself, as before the sharing.
+#[test]
+fn array_elements_share_one_environment_map() {
+    let mut s = cluster(&["n1"]);
+    let mut sp = spec(1);
+    sp.env = std::sync::Arc::new([("SIM_DURATION".to_string(), "0".to_string())].into());
+    let first = submit_with(&mut s, sp.clone(), options(Some("0-99"), None, false));
+    let other = submit_with(&mut s, sp, options(None, None, false));
+    let elements: Vec<&crate::allocation::Allocation> = s
+        .allocations()
+        .values()
+        .filter(|a| a.array_id == Some(first))
+        .map(|a| &**a)
+        .collect();
+    assert_eq!(elements.len(), 100);
+    let env = &elements[0].env;
+    assert_eq!(env.get("SIM_DURATION").map(String::as_str), Some("0"));
+    assert!(elements.iter().all(|a| std::sync::Arc::ptr_eq(&a.env, env)));
+
+    let bytes = bincode::serialize(&s).unwrap();
+    let back: ClusterState = bincode::deserialize(&bytes).unwrap();
+    assert_eq!(back, s);
+    let envs: Vec<&crate::allocation::Env> = back.allocations().values().map(|a| &a.env).collect();
+    assert!(
+        envs.iter().all(|e| std::sync::Arc::ptr_eq(e, envs[0])),
+        "equal maps are shared again after loading, the other submission's too"
+    );
+    assert!(back.allocations()[&other].env.len() == 1);
+
+    // Serialized as the map: the API's JSON and the snapshot's bincode are unchanged.
+    let map: std::collections::BTreeMap<String, String> = (**env).clone();
+    assert_eq!(
+        serde_json::to_string(env).unwrap(),
+        serde_json::to_string(&map).unwrap()
+    );
+    assert_eq!(
+        bincode::serialize(env).unwrap(),
+        bincode::serialize(&map).unwrap()
+    );
+}
