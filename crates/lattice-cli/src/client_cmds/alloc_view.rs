@@ -417,7 +417,6 @@ fn shell_quote(word: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-
     use lattice_core::{AllocationSpec, Constraints};
 
     use super::*;

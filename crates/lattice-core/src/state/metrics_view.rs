@@ -224,7 +224,6 @@ impl ClusterState {
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
     use crate::agent::{ExitOutcome, ExitReport};
     use crate::allocation::{AllocationSpec, Constraints};
