@@ -188,7 +188,6 @@ async fn propose(app: &App, batch: Vec<Pending>, deadline: Duration) {
 
 #[cfg(test)]
 mod tests {
-
     use lattice_core::allocation::{AllocationSpec, Constraints};
     use lattice_core::error::Rejection;
 
