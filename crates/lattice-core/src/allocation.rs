@@ -92,6 +92,16 @@ pub struct Constraints {
 /// maps again after a snapshot is loaded.
 pub type Env = Arc<BTreeMap<String, String>>;
 
+/// `env` as an [`Env`]; all empty ones share one map (most submissions set no variables).
+pub fn env_of(env: BTreeMap<String, String>) -> Env {
+    static EMPTY: std::sync::LazyLock<Env> = std::sync::LazyLock::new(Env::default);
+    if env.is_empty() {
+        EMPTY.clone()
+    } else {
+        Arc::new(env)
+    }
+}
+
 /// A validated submission, with every default filled in. Built by [`crate::submit`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocationSpec {

@@ -306,7 +306,7 @@ impl SubmitRequest {
             walltime_seconds,
             priority,
             constraints,
-            env: env.into(),
+            env: crate::allocation::env_of(env),
         })
     }
 }

@@ -709,6 +709,13 @@ fn array_elements_share_one_environment_map() {
     );
     assert!(back.allocations()[&other].env.len() == 1);
 
+    // Submissions without variables share one empty map from the start.
+    let a = crate::allocation::env_of(Default::default());
+    let b = crate::allocation::env_of(Default::default());
+    assert!(a.is_empty() && std::sync::Arc::ptr_eq(&a, &b));
+    let set = crate::allocation::env_of([("A".to_string(), "1".to_string())].into());
+    assert!(!std::sync::Arc::ptr_eq(&set, &a) && set.len() == 1);
+
     // Serialized as the map: the API's JSON and the snapshot's bincode are unchanged.
     let map: std::collections::BTreeMap<String, String> = (**env).clone();
     assert_eq!(
