@@ -64,7 +64,8 @@ fn spec(tenant: usize, nodes: u32, walltime: u64, priority: u8, ib: bool) -> All
             features: if ib { vec!["ib".into()] } else { vec![] },
             ..Default::default()
         },
-        env: Default::default(),
+        // As a submission through the API gets it (`SubmitRequest`): the shared empty map.
+        env: lattice_core::allocation::env_of(Default::default()),
     }
 }
 

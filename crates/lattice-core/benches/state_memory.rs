@@ -49,7 +49,8 @@ fn spec(i: usize) -> AllocationSpec {
         walltime_seconds: 600 + (i % 3600) as u64,
         priority: (i % 11) as u8,
         constraints: Default::default(),
-        env: Default::default(),
+        // As a submission through the API gets it (`SubmitRequest`): the shared empty map.
+        env: lattice_core::allocation::env_of(Default::default()),
         preemptible: true,
         checkpoint: Default::default(),
     }
