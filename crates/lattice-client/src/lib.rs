@@ -206,7 +206,10 @@ impl Client {
             .map_err(|e| ClientError::Decode(e.to_string()))
     }
 
-    const TIMEOUT: Duration = Duration::from_secs(30);
+    pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
+    /// Short: a heartbeat that hangs is retried on the next member well before the node
+    /// could be judged down.
+    pub(crate) const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
     /// For calls that walk a large store (audit verify and prune).
     const SLOW_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -426,14 +429,12 @@ impl Client {
     }
 
     pub async fn heartbeat(&self, hb: &HeartbeatRequest) -> Result<HeartbeatResponse, ClientError> {
-        // Short: a heartbeat that hangs is retried on the next member well before the node
-        // could be judged down.
         self.json(
             Method::POST,
             "/api/v1/agent/heartbeat",
             None,
             Some(hb),
-            Duration::from_secs(5),
+            Self::HEARTBEAT_TIMEOUT,
         )
         .await
     }

@@ -29,7 +29,7 @@ use lattice_core::agent::{HeartbeatRequest, HeartbeatResponse, WorkRequest, Work
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::ClientError;
+use crate::{Client, ClientError};
 
 /// Pause between `503` answers (as [`Client`](crate::Client) pauses between rounds).
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
@@ -98,13 +98,13 @@ impl PlainClient {
 
     /// `POST /api/v1/agent/heartbeat`, as [`Client::heartbeat`](crate::Client::heartbeat).
     pub async fn heartbeat(&self, hb: &HeartbeatRequest) -> Result<HeartbeatResponse, ClientError> {
-        self.post("/api/v1/agent/heartbeat", hb, Duration::from_secs(5))
+        self.post("/api/v1/agent/heartbeat", hb, Client::HEARTBEAT_TIMEOUT)
             .await
     }
 
     /// `POST /api/v1/agent/work`, as [`Client::work`](crate::Client::work).
     pub async fn work(&self, req: &WorkRequest) -> Result<WorkResponse, ClientError> {
-        let timeout = Duration::from_millis(req.wait_ms) + Duration::from_secs(30);
+        let timeout = Duration::from_millis(req.wait_ms) + Client::TIMEOUT;
         self.post("/api/v1/agent/work", req, timeout).await
     }
 
@@ -246,7 +246,6 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
-    use crate::Client;
 
     /// One request as the test server read it.
     #[derive(Clone, Debug)]
@@ -291,6 +290,18 @@ mod tests {
         }
     }
 
+    /// Appends what the peer sent next to `buf`; false once it closed (or failed).
+    async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
     async fn serve(mut stream: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, script: Arc<Script>) {
         let mut buf = Vec::new();
         loop {
@@ -299,10 +310,8 @@ mod tests {
                 if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                     break i + 4;
                 }
-                let mut chunk = [0u8; 4096];
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                if !read_more(&mut stream, &mut buf).await {
+                    return;
                 }
             };
             let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
@@ -315,10 +324,8 @@ mod tests {
                 })
                 .unwrap_or(0);
             while buf.len() < head_end + len {
-                let mut chunk = [0u8; 4096];
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                if !read_more(&mut stream, &mut buf).await {
+                    return;
                 }
             }
             let body = buf[head_end..head_end + len].to_vec();
